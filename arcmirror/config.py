@@ -1,0 +1,269 @@
+"""Settings: one source of truth, read from task options, the environment and a ``.env`` file.
+
+Precedence: task option > process environment (pipeline variables) > ``.env`` file > default.
+Nothing here prompts or reads stdin. Every problem is collected into one :class:`ConfigError`
+so a user fixes them all in one go. Passwords are held as :class:`~arcmirror.secret.Secret`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+from .imageset import DEFAULT_IMAGE_SET, ImageSetError, load_image_set
+from .reference import registry_problem, repository_problem, tag_problem
+from .secret import Secret
+
+DEFAULT_SOURCE_REGISTRY = "mcr.microsoft.com"
+DEFAULT_SOURCE_REPOSITORY = "arcdata"
+DEFAULT_CONCURRENCY = 4
+DEFAULT_ENV_FILE = ".env"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+#: Every variable arcmirror reads, with a one-line meaning (used by --help and .env.example).
+VARIABLES: dict[str, str] = {
+    "SOURCE_DOCKER_REGISTRY": f"source registry host[:port] (default {DEFAULT_SOURCE_REGISTRY})",
+    "SOURCE_DOCKER_REPOSITORY": f"path under the source registry (default {DEFAULT_SOURCE_REPOSITORY}; may be empty)",
+    "SOURCE_DOCKER_USERNAME": "source user (unset: Docker config credentials, else anonymous)",
+    "SOURCE_DOCKER_PASSWORD": "source password or token",
+    "SOURCE_DOCKER_TAG": "release tag to mirror, e.g. v1.41.0_2025-09-09",
+    "SOURCE_DOCKER_INSECURE": "true: plain HTTP or unverified TLS allowed for the source",
+    "SOURCE_DOCKER_CA_BUNDLE": "PEM file of CA certificates for the source",
+    "TARGET_DOCKER_REGISTRY": "target registry host[:port] (required)",
+    "TARGET_DOCKER_REPOSITORY": "path in the target (default: SOURCE_DOCKER_REPOSITORY)",
+    "TARGET_DOCKER_USERNAME": "target user (unset: Docker config credentials, else anonymous)",
+    "TARGET_DOCKER_PASSWORD": "target password or token",
+    "TARGET_DOCKER_TAG": "tag written in the target (default: SOURCE_DOCKER_TAG)",
+    "TARGET_DOCKER_INSECURE": "true: plain HTTP or unverified TLS allowed for the target",
+    "TARGET_DOCKER_CA_BUNDLE": "PEM file of CA certificates for the target",
+    "MIRROR_IMAGES": "comma-separated image names, overriding the image set",
+    "MIRROR_IMAGE_SET": "image set file (default config/arc-data-services.yaml)",
+    "MIRROR_PLATFORMS": "e.g. linux/amd64; empty copies every platform of an index unchanged",
+    "MIRROR_CONCURRENCY": f"parallel transfers (default {DEFAULT_CONCURRENCY})",
+    "MIRROR_REPORT_DIR": "where JUnit and other reports go (default reports)",
+    "MIRROR_ENV_FILE": "the .env file to read (default ./.env; a named file must exist)",
+}
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = ["arcmirror: the configuration has problems:"]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append("Set these as environment variables or in the .env file (see .env.example).")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Platform":
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(p and p.replace("_", "").replace("-", "").isalnum() for p in parts):
+            raise ValueError(f"{text!r} is not os/architecture[/variant], e.g. linux/amd64")
+        return cls(parts[0].lower(), parts[1].lower(), parts[2].lower() if len(parts) == 3 else None)
+
+    def matches(self, platform: Mapping[str, object] | None) -> bool:
+        """Does an index entry's ``platform`` object match this one?"""
+        if not platform:
+            return False
+        if platform.get("os") != self.os or platform.get("architecture") != self.architecture:
+            return False
+        return self.variant is None or platform.get("variant") == self.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where images come from or go to: one registry and a path in it."""
+
+    role: str  # "source" or "target"
+    prefix: str  # "SOURCE_DOCKER" or "TARGET_DOCKER": names the variables in messages
+    registry: str
+    repository: str
+    tag: str
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    insecure: bool = False
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Endpoint
+    target: Endpoint
+    images: tuple[str, ...]
+    image_set: Path
+    platforms: tuple[Platform, ...]
+    concurrency: int
+    report_dir: Path
+    env_file: Path | None
+
+
+def _read_env_file(path: Path | None, explicit: bool, problems: list[str]) -> dict[str, str]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        if explicit:
+            problems.append(f"the .env file {path} does not exist (named by MIRROR_ENV_FILE or --env-file)")
+        return {}
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"the .env file {path} cannot be read: {exc.__class__.__name__}")
+        return {}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _flag(name: str, raw: str | None, problems: list[str]) -> bool:
+    value = (raw or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value not in _FALSE:
+        problems.append(f"{name}={raw!r} must be true or false")
+    return False
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+    *,
+    cwd: Path | None = None,
+    require_tag: bool = True,
+    require_target: bool = True,
+) -> Settings:
+    """Build :class:`Settings` or raise :class:`ConfigError` listing every problem.
+
+    ``overrides`` are task options, keyed by variable name (``None`` means "not given").
+    """
+    environ = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    cwd = cwd or Path.cwd()
+    problems: list[str] = []
+
+    env_file_name = overrides.get("MIRROR_ENV_FILE") or environ.get("MIRROR_ENV_FILE")
+    explicit = bool(env_file_name)
+    env_path = Path(env_file_name) if explicit else cwd / DEFAULT_ENV_FILE
+    if not env_path.is_absolute():
+        env_path = cwd / env_path
+    file_values = _read_env_file(env_path, explicit, problems)
+
+    def get(name: str, default: str | None = None) -> str | None:
+        for layer in (overrides, environ, file_values):
+            if name in layer:
+                return layer[name]
+        return default
+
+    def endpoint(role: str, prefix: str, registry_default: str | None, repo_default: str | None,
+                 tag_default: str | None) -> Endpoint:
+        registry = (get(f"{prefix}_REGISTRY") or registry_default or "").strip()
+        if not registry:
+            if role == "source" or require_target:
+                problems.append(f"{prefix}_REGISTRY is not set: give the {role} registry as host[:port]")
+        elif problem := registry_problem(registry):
+            problems.append(f"{prefix}_REGISTRY={registry!r} {problem}")
+        repository = get(f"{prefix}_REPOSITORY")
+        repository = (repo_default if repository is None else repository).strip().strip("/")
+        if problem := repository_problem(repository):
+            problems.append(f"{prefix}_REPOSITORY={repository!r} {problem}")
+        own_tag = (get(f"{prefix}_TAG") or "").strip()
+        tag = own_tag or (tag_default or "")
+        if not tag:
+            if require_tag and role == "source":
+                problems.append(f"{prefix}_TAG is not set: give the release tag to mirror, e.g. v1.41.0_2025-09-09")
+        elif own_tag and (problem := tag_problem(own_tag)):
+            problems.append(f"{prefix}_TAG={tag!r} {problem}")
+        username = (get(f"{prefix}_USERNAME") or "").strip() or None
+        password_raw = get(f"{prefix}_PASSWORD") or None
+        if password_raw and not username:
+            problems.append(f"{prefix}_PASSWORD is set but {prefix}_USERNAME is not: set both or neither")
+        if username and not password_raw:
+            problems.append(f"{prefix}_USERNAME is set but {prefix}_PASSWORD is not: set both or neither")
+        ca_bundle = (get(f"{prefix}_CA_BUNDLE") or "").strip() or None
+        if ca_bundle:
+            ca_path = Path(ca_bundle) if Path(ca_bundle).is_absolute() else cwd / ca_bundle
+            if not ca_path.is_file() or not os.access(ca_path, os.R_OK):
+                problems.append(f"{prefix}_CA_BUNDLE={ca_bundle!r} is not a readable file")
+            elif "BEGIN CERTIFICATE" not in ca_path.read_text(errors="replace"):
+                problems.append(f"{prefix}_CA_BUNDLE={ca_bundle!r} holds no PEM certificate")
+            ca_bundle = str(ca_path)
+        return Endpoint(
+            role=role,
+            prefix=prefix,
+            registry=registry,
+            repository=repository,
+            tag=tag,
+            username=username,
+            password=Secret(password_raw) if password_raw else None,
+            insecure=_flag(f"{prefix}_INSECURE", get(f"{prefix}_INSECURE"), problems),
+            ca_bundle=ca_bundle,
+        )
+
+    source = endpoint("source", "SOURCE_DOCKER", DEFAULT_SOURCE_REGISTRY, DEFAULT_SOURCE_REPOSITORY, None)
+    target = endpoint("target", "TARGET_DOCKER", None, source.repository, source.tag)
+
+    image_set_name = get("MIRROR_IMAGE_SET")
+    image_set_path = Path(image_set_name) if image_set_name else DEFAULT_IMAGE_SET
+    if not image_set_path.is_absolute():
+        image_set_path = cwd / image_set_path
+    images: tuple[str, ...] = ()
+    images_raw = get("MIRROR_IMAGES")
+    if images_raw and images_raw.strip():
+        images = tuple(dict.fromkeys(n.strip() for n in images_raw.split(",") if n.strip()))
+        for name in images:
+            if problem := repository_problem(name, allow_empty=False):
+                problems.append(f"MIRROR_IMAGES: image name {name!r} {problem}")
+    else:
+        try:
+            images = load_image_set(image_set_path).images
+        except ImageSetError as exc:
+            problems.append(f"MIRROR_IMAGE_SET: {exc}")
+
+    platforms: list[Platform] = []
+    for item in (get("MIRROR_PLATFORMS") or "").split(","):
+        if item.strip():
+            try:
+                platforms.append(Platform.parse(item))
+            except ValueError as exc:
+                problems.append(f"MIRROR_PLATFORMS: {exc}")
+
+    concurrency_raw = (get("MIRROR_CONCURRENCY") or str(DEFAULT_CONCURRENCY)).strip()
+    concurrency = DEFAULT_CONCURRENCY
+    if not concurrency_raw.isdigit() or not 1 <= int(concurrency_raw) <= 64:
+        problems.append(f"MIRROR_CONCURRENCY={concurrency_raw!r} must be a whole number from 1 to 64")
+    else:
+        concurrency = int(concurrency_raw)
+
+    report_dir = Path(get("MIRROR_REPORT_DIR") or "reports")
+    if not report_dir.is_absolute():
+        report_dir = cwd / report_dir
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        source=source,
+        target=target,
+        images=images,
+        image_set=image_set_path,
+        platforms=tuple(platforms),
+        concurrency=concurrency,
+        report_dir=report_dir,
+        env_file=env_path if env_path.is_file() else None,
+    )

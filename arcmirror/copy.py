@@ -1,0 +1,388 @@
+"""The copy algorithm: one image tree at a time, blobs deduplicated across every image in flight.
+
+For each image: resolve the source tag to a digest (pinned from then on) and the target tag; when
+they already match there is nothing to do. Otherwise fetch the manifest tree, and copy it children
+first, the tag last, so a tag never points at something incomplete. For every blob: skip it when the
+target repository has it (HEAD), else mount it from a target repository known to hold it, else
+stream it from the source to the target, checking size and sha256 as it flows (memory stays at a
+few chunks whatever the layer size). A blob wanted by several images at once moves once; the others
+wait for it and mount it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from .config import Platform
+from .endpoints.base import Source, Target
+from .registry.client import Manifest, RetryPolicy, sha256_digest
+from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
+from .reference import is_digest
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+#: Layers a registry never holds (Windows base layers): the manifest points at them elsewhere.
+FOREIGN_LAYER_TYPES = {
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+}
+MAX_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to copy: ``source_repo:source_ref`` -> ``target_repo:target_tag``."""
+
+    name: str
+    source_repo: str
+    source_ref: str
+    target_repo: str
+    target_tag: str
+
+
+@dataclass
+class ImageResult:
+    job: ImageJob
+    status: str = "pending"  # "copied", "up-to-date" or "failed"
+    source_digest: str | None = None
+    digest: str | None = None  # what the target tag points at now
+    media_type: str | None = None
+    platforms: list[str] = field(default_factory=list)
+    rewritten: bool = False  # an index filtered by MIRROR_PLATFORMS: digest differs from the source
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_sent: int = 0
+    manifests_pushed: int = 0
+    duration: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("copied", "up-to-date")
+
+    def _count(self, outcome: str, size: int) -> None:
+        if outcome == "copied":
+            self.blobs_copied += 1
+            self.bytes_sent += size
+        elif outcome == "mounted":
+            self.blobs_mounted += 1
+        else:
+            self.blobs_skipped += 1
+
+
+class Progress:
+    """What the engine tells the outside world; the default says nothing."""
+
+    def image_started(self, job: ImageJob) -> None: ...
+
+    def image_finished(self, result: ImageResult) -> None: ...
+
+    def bytes_sent(self, job: ImageJob, count: int) -> None: ...
+
+
+class VerifyingBody:
+    """Forwards a blob's chunks while checking its size and sha256.
+
+    The last chunk is held back until the whole digest is known: when the content does not match,
+    the body raises before the upload can complete, so the target never stores it under that digest.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], digest: str, size: int, on_chunk: Callable[[int], None]) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._size = size
+        self._on_chunk = on_chunk
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        hasher = hashlib.sha256()
+        received = 0
+        held: bytes | None = None
+        for chunk in self._chunks:
+            if held is not None:
+                yield held
+                self._sent(len(held))
+            hasher.update(chunk)
+            received += len(chunk)
+            if received > self._size:
+                raise DigestMismatchError(f"blob {self._digest} is longer than its declared {self._size} bytes: refused")
+            held = chunk
+        if received != self._size:
+            raise DigestMismatchError(f"blob {self._digest} ended after {received} of its {self._size} bytes")
+        got = "sha256:" + hasher.hexdigest()
+        if got != self._digest:
+            raise DigestMismatchError(
+                f"blob {self._digest} from the source has content whose digest is {got}: refused",
+                "the source is corrupt or tampered with; nothing was written to the target under that digest",
+            )
+        if held is not None:
+            yield held
+            self._sent(len(held))
+
+    def _sent(self, n: int) -> None:
+        self.sent += n
+        self._on_chunk(n)
+
+
+class _BlobLedger:
+    """Which target repositories hold which blobs, and which blob transfers are under way."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.located: dict[str, set[str]] = {}
+        self.inflight: dict[str, Future] = {}
+
+
+def _descriptor(entry: object, where: str) -> tuple[str, int, str]:
+    if not isinstance(entry, dict):
+        raise ProtocolError(f"{where} has a descriptor that is not an object")
+    digest, size = entry.get("digest"), entry.get("size")
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise ProtocolError(f"{where} has a descriptor with an invalid digest {digest!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ProtocolError(f"{where} has a descriptor of {digest} with an invalid size {size!r}")
+    return digest, size, str(entry.get("mediaType") or "")
+
+
+def platform_name(platform: dict | None) -> str:
+    if not isinstance(platform, dict):
+        return "unknown"
+    return "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
+
+
+def filter_index(manifest: Manifest, platforms: Sequence[Platform], where: str) -> Manifest:
+    """Keep only the entries of an index for ``platforms`` (and attestations of kept entries).
+
+    Returns the same manifest (same bytes, same digest) when nothing is left out.
+    """
+    body = manifest.json()
+    entries = body.get("manifests")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"{where} is an index without a 'manifests' list")
+    kept = [e for e in entries if isinstance(e, dict) and any(p.matches(e.get("platform")) for p in platforms)]
+    kept_digests = {e.get("digest") for e in kept}
+    for entry in entries:
+        annotations = entry.get("annotations") or {} if isinstance(entry, dict) else {}
+        if annotations.get("vnd.docker.reference.type") == "attestation-manifest" and \
+                annotations.get("vnd.docker.reference.digest") in kept_digests:
+            kept.append(entry)
+    if not kept:
+        have = ", ".join(sorted({platform_name(e.get("platform")) for e in entries if isinstance(e, dict)}))
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFoundError(
+            f"{where} has none of the platforms {wanted} (it has: {have or 'none'})",
+            "change MIRROR_PLATFORMS, or leave it empty to copy every platform",
+        )
+    if len(kept) == len(entries):
+        return manifest
+    kept.sort(key=entries.index)
+    body["manifests"] = kept
+    data = json.dumps(body, indent=3).encode()
+    return Manifest(data, manifest.media_type, sha256_digest(data))
+
+
+class CopyEngine:
+    """Copies images from one endpoint to another; one engine serves a whole run."""
+
+    def __init__(
+        self,
+        source: Source,
+        target: Target,
+        *,
+        concurrency: int = 4,
+        platforms: Sequence[Platform] = (),
+        progress: Progress | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.concurrency = concurrency
+        self.platforms = tuple(platforms)
+        self.progress = progress or Progress()
+        self.retry = retry
+        self._sleep = sleep
+        self._ledger = _BlobLedger()
+        self._blob_pool: ThreadPoolExecutor | None = None
+
+    # -- public --------------------------------------------------------------------------------
+
+    def copy_all(self, jobs: Iterable[ImageJob]) -> list[ImageResult]:
+        """Copy every job; one failing image never stops the others. Results keep the jobs' order."""
+        jobs = list(jobs)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob") as blobs, \
+                ThreadPoolExecutor(self.concurrency, thread_name_prefix="image") as images:
+            self._blob_pool = blobs
+            try:
+                return list(images.map(self.copy_image, jobs))
+            finally:
+                self._blob_pool = None
+
+    def copy_image(self, job: ImageJob) -> ImageResult:
+        result = ImageResult(job)
+        started = time.monotonic()
+        self.progress.image_started(job)
+        try:
+            self._copy_image(job, result)
+        except RegistryError as exc:
+            result.status, result.error, result.hint = "failed", exc.message, exc.hint
+        except Exception as exc:  # noqa: BLE001 - a bug must fail one image, not the run
+            result.status, result.error = "failed", f"unexpected error: {exc.__class__.__name__}: {exc}"
+            result.hint = "this is a bug in arcmirror; please report it with the log"
+        result.duration = time.monotonic() - started
+        self.progress.image_finished(result)
+        return result
+
+    # -- one image -----------------------------------------------------------------------------
+
+    def _copy_image(self, job: ImageJob, result: ImageResult) -> None:
+        source_ref = f"{job.source_repo}{'@' if is_digest(job.source_ref) else ':'}{job.source_ref}"
+        digest = job.source_ref if is_digest(job.source_ref) else self.source.resolve(job.source_repo, job.source_ref)
+        if digest is None:
+            raise NotFoundError(
+                f"{source_ref} does not exist on the {self.source.label}",
+                "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)",
+            )
+        result.source_digest = digest
+        current = self.target.resolve(job.target_repo, job.target_tag)
+        if current == digest and not self.platforms:
+            result.status, result.digest = "up-to-date", digest
+            return
+        manifest = self.source.get_manifest(job.source_repo, digest)
+        result.media_type = manifest.media_type
+        if manifest.media_type in INDEX_TYPES:
+            if self.platforms:
+                manifest = filter_index(manifest, self.platforms, source_ref)
+                result.rewritten = manifest.digest != digest
+            entries = manifest.json().get("manifests") or []
+            result.platforms = [platform_name(e.get("platform")) for e in entries if isinstance(e, dict)]
+        if current == manifest.digest:
+            result.status, result.digest = "up-to-date", manifest.digest
+            return
+        self._copy_tree(job, manifest, job.target_tag, result, depth=0, path=())
+        result.status, result.digest = "copied", manifest.digest
+
+    def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult,
+                   depth: int, path: tuple[str, ...]) -> None:
+        where = f"{job.source_repo}@{manifest.digest}"
+        if manifest.digest in path or depth > MAX_DEPTH:
+            raise ProtocolError(f"{where} refers to itself or nests deeper than {MAX_DEPTH} levels")
+        body = manifest.json()
+        if manifest.media_type in INDEX_TYPES:
+            for entry in body.get("manifests") or []:
+                child_digest, _, _ = _descriptor(entry, where)
+                if self.target.resolve(job.target_repo, child_digest) == child_digest:
+                    continue  # a manifest in the target implies its blobs are there
+                child = self.source.get_manifest(job.source_repo, child_digest)
+                self._copy_tree(job, child, child_digest, result, depth + 1, path + (manifest.digest,))
+        else:
+            self._copy_blobs(job, self._blobs_of(body, where), result)
+        self.target.put_manifest(job.target_repo, reference, manifest)
+        result.manifests_pushed += 1
+
+    @staticmethod
+    def _blobs_of(body: dict, where: str) -> list[tuple[str, int]]:
+        config = body.get("config")
+        layers = body.get("layers")
+        if not isinstance(layers, list) or config is None:
+            raise ProtocolError(f"{where} is an image manifest without 'config' and 'layers'")
+        blobs: dict[str, int] = {}
+        for entry in [config, *layers]:
+            digest, size, media_type = _descriptor(entry, where)
+            if media_type not in FOREIGN_LAYER_TYPES:
+                blobs.setdefault(digest, size)
+        return list(blobs.items())
+
+    def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
+        pool = self._blob_pool
+        if pool is None:  # copy_image called on its own
+            outcomes = [self._ensure_blob(job, d, s) for d, s in blobs]
+        else:
+            futures = [pool.submit(self._ensure_blob, job, d, s) for d, s in blobs]
+            errors: list[BaseException] = []
+            outcomes = []
+            for future in futures:
+                try:
+                    outcomes.append(future.result())
+                except BaseException as exc:  # noqa: BLE001 - wait for all, then report the first
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        for (_, size), outcome in zip(blobs, outcomes):
+            result._count(outcome, size)
+
+    # -- one blob ------------------------------------------------------------------------------
+
+    def _ensure_blob(self, job: ImageJob, digest: str, size: int) -> str:
+        """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
+        ledger, repo = self._ledger, job.target_repo
+        while True:
+            with ledger.lock:
+                holders = ledger.located.setdefault(digest, set())
+                if repo in holders:
+                    return "skipped"
+                waiting_for = ledger.inflight.get(digest)
+                if waiting_for is None:
+                    mine: Future = Future()
+                    ledger.inflight[digest] = mine
+            if waiting_for is None:
+                break
+            try:
+                waiting_for.result()
+            except BaseException:  # noqa: BLE001 - the other transfer failed: try it ourselves
+                pass
+        try:
+            outcome = self._place_blob(job, digest, size, holders)
+            with ledger.lock:
+                holders.add(repo)
+            mine.set_result(outcome)
+            return outcome
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with ledger.lock:
+                ledger.inflight.pop(digest, None)
+
+    def _place_blob(self, job: ImageJob, digest: str, size: int, holders: set[str]) -> str:
+        repo = job.target_repo
+        if self.target.has_blob(repo, digest):
+            return "skipped"
+        for other in sorted(holders - {repo}):
+            if self.target.mount_blob(repo, digest, other):
+                return "mounted"
+        self._stream_blob(job, digest, size)
+        return "copied"
+
+    def _stream_blob(self, job: ImageJob, digest: str, size: int) -> None:
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
+            body = VerifyingBody(
+                self.source.iter_blob(job.source_repo, digest, size), digest, size,
+                lambda n: self.progress.bytes_sent(job, n),
+            )
+            try:
+                self.target.put_blob(job.target_repo, digest, size, body)
+                return
+            except TransientError as exc:
+                if attempt == attempts:
+                    raise TransientError(
+                        f"copying blob {digest} ({size} bytes) failed {attempts} times; last: {exc.message}",
+                        exc.hint or "run again: blobs already copied are not sent again",
+                    ) from None
+                self._sleep(self.retry.delay(attempt))

@@ -1,0 +1,79 @@
+"""A registry as a copy endpoint (source and target), over :class:`RegistryClient`."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import requests
+import urllib3
+
+from ..registry.client import CHUNK, Manifest, RegistryClient, _short
+from ..registry.errors import ProtocolError, RegistryError, TransientError
+
+#: How many times one blob download may be resumed with a Range request after a dropped connection.
+RESUMES = 5
+
+
+class SourceReadError(TransientError):
+    """Reading the source blob failed mid-stream (kept apart from target errors)."""
+
+
+class RegistryEndpoint:
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+        self.label = client.label
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        return self.client.head_manifest(repository, reference)
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        return self.client.get_manifest(repository, reference)
+
+    def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
+        """Stream a blob; a connection dropped mid-way is resumed with ``Range`` from where it stopped."""
+        offset = 0
+        resumes = 0
+        while True:
+            response = self.client.open_blob(repository, digest, offset)
+            try:
+                if offset and response.status_code != 206:
+                    raise SourceReadError(
+                        f"the {self.label} cannot resume blob {digest} (no Range support); it will be sent again"
+                    )
+                try:
+                    for chunk in response.raw.stream(CHUNK, decode_content=False):
+                        offset += len(chunk)
+                        yield chunk
+                except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                    if offset >= size or resumes >= RESUMES:
+                        raise SourceReadError(f"reading blob {digest} from the {self.label} failed: {_short(exc)}") from None
+                    resumes += 1
+                    continue
+                return
+            finally:
+                response.close()
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return self.client.has_blob(repository, digest)
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        location = self.client.start_upload(repository, mount=digest, mount_from=from_repository)
+        if location is None:
+            return True
+        self.client.cancel_upload(location, repository)
+        return False
+
+    def put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes]) -> None:
+        location = self.client.start_upload(repository)
+        assert location is not None
+        try:
+            self.client.finish_upload(repository, location, digest, size, body if size else b"")
+        except BaseException:
+            self.client.cancel_upload(location, repository)
+            raise
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        self.client.put_manifest(repository, reference, manifest)
+
+
+__all__ = ["RegistryEndpoint", "SourceReadError", "ProtocolError", "RegistryError"]

@@ -1,0 +1,593 @@
+"""An OCI distribution API client on top of ``requests``.
+
+One :class:`RegistryClient` talks to one registry. It finds the scheme and the auth method with a
+``/v2/`` ping, authenticates each request for the repositories it touches (anonymous, Basic, or
+Bearer tokens scoped per repository, reused until expiry and refreshed on 401), retries transient
+failures with exponential backoff and jitter (honouring ``Retry-After``), and turns every failure
+into a :class:`~.errors.RegistryError` whose text names the registry and what to do.
+
+Why hand-written retries rather than urllib3's ``Retry``: an attempt may need a fresh token, blob
+uploads stream bodies that cannot be replayed at that layer, and the final error must say what was
+tried. The loop is small and bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import requests
+import urllib3
+
+from .. import __version__
+from ..secret import Secret
+from ..reference import DOCKER_HUB_ALIASES, split_host_port
+from .auth import Challenge, Credentials, Token, TokenCache, parse_challenge, repository_scope
+from .errors import (
+    AuthError,
+    ConnectError,
+    DigestMismatchError,
+    NotFoundError,
+    ProtocolError,
+    RegistryError,
+    TLSError,
+    TransientError,
+)
+
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit; larger is refused
+CHUNK = 1024 * 1024
+USER_AGENT = f"arcmirror/{__version__}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict:
+        return json.loads(self.data)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class RegistryClient:
+    """The distribution API of one registry.
+
+    ``label`` ("source registry 127.0.0.1:5000") and ``prefix`` ("SOURCE_DOCKER") make error
+    messages name the registry and the variables to change.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: Credentials | None = None,
+        insecure: bool = False,
+        ca_bundle: str | None = None,
+        label: str | None = None,
+        prefix: str = "DOCKER",
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: tuple[float, float] = (10.0, 60.0),
+        pool_size: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.registry = registry
+        self.host = DOCKER_HUB_ALIASES.get(registry, registry)
+        self.credentials = credentials
+        self.insecure = insecure
+        self.label = label or f"registry {registry}"
+        self.prefix = prefix
+        self.retry = retry
+        self.timeout = timeout
+        self._sleep = sleep
+        self._verify: bool | str = False if insecure else (ca_bundle or True)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._tokens = TokenCache()
+        self._ready = threading.Lock()
+        self._base_url: str | None = None
+        self._challenge: Challenge | None = None
+        self._ping_error: RegistryError | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        self.ping()
+        assert self._base_url is not None
+        return self._base_url
+
+    def _tls_error(self, exc: Exception) -> TLSError:
+        return TLSError(
+            f"TLS handshake with the {self.label} failed: {_short(exc)}",
+            f"if it uses a private CA, set {self.prefix}_CA_BUNDLE to that CA's PEM file; "
+            f"if it speaks plain HTTP or you accept an unverified certificate, set {self.prefix}_INSECURE=true",
+        )
+
+    def _raw(self, method: str, url: str, **kwargs) -> requests.Response:
+        """One HTTP exchange; transport failures become RegistryErrors."""
+        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("verify", self._verify)
+        try:
+            return self._session.request(method, url, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise self._tls_error(exc) from None
+        except requests.exceptions.Timeout as exc:
+            raise TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {_short(exc)}") from None
+        except requests.exceptions.ConnectionError as exc:
+            text = _short(exc)
+            if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+                raise RegistryError(
+                    f"the {self.label} cannot be found: its host name does not resolve",
+                    f"check {self.prefix}_REGISTRY",
+                ) from None
+            raise ConnectError(
+                f"cannot connect to the {self.label}: {text}",
+                f"check {self.prefix}_REGISTRY and that the registry is up and reachable (proxy settings: HTTPS_PROXY/NO_PROXY)",
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"{method} {_path(url)} on the {self.label} failed: {_short(exc)}") from None
+
+    def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response]) -> requests.Response:
+        """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent."""
+        last: RegistryError | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            retry_after = None
+            try:
+                response = attempt_fn()
+            except TransientError as exc:
+                last = exc
+            else:
+                if response.status_code == 429 or response.status_code >= 500:
+                    retry_after = _retry_after(response)
+                    last = TransientError(
+                        f"the {self.label} answered {response.status_code} {response.reason} to {what}",
+                        status=response.status_code,
+                    )
+                    response.close()
+                else:
+                    return response
+            if attempt < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt, retry_after))
+        assert last is not None
+        raise TransientError(
+            f"{last.message}; gave up after {self.retry.attempts} attempts",
+            last.hint or "the registry may be overloaded or down: run again later (only what is missing is sent)",
+            status=last.status,
+        )
+
+    # -- ping and auth -----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Find the scheme and auth method (once); raise the same error for every caller if it fails."""
+        with self._ready:
+            if self._base_url is not None:
+                return
+            if self._ping_error is not None:
+                raise self._ping_error
+            try:
+                self._base_url, response = self._probe()
+                self._challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+                if response.status_code == 401 and self._challenge and self._challenge.scheme == "basic":
+                    self._check_basic()
+                elif response.status_code not in (200, 401):
+                    raise ProtocolError(
+                        f"the {self.label} answered {response.status_code} to GET /v2/: it does not look like a container registry",
+                        f"check {self.prefix}_REGISTRY",
+                    )
+            except RegistryError as exc:
+                self._base_url = None
+                self._ping_error = exc
+                raise
+
+    def _probe(self) -> tuple[str, requests.Response]:
+        https = f"https://{self.host}"
+        try:
+            return https, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{https}/v2/"))
+        except TLSError:
+            if not self.insecure:
+                raise
+        except ConnectError:
+            if not self.insecure:
+                raise
+        plain = f"http://{self.host}"
+        return plain, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{plain}/v2/"))
+
+    def _check_basic(self) -> None:
+        if not self.credentials:
+            raise AuthError(
+                f"the {self.label} requires a login",
+                f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD",
+                status=401,
+            )
+        base = self._base_url
+        response = self._with_retries(
+            "GET /v2/", lambda: self._raw("GET", f"{base}/v2/", headers={"Authorization": self.credentials.basic_header()})
+        )
+        if response.status_code == 401:
+            raise self._refused(401)
+
+    def _refused(self, status: int) -> AuthError:
+        assert self.credentials is not None
+        return AuthError(
+            f"the {self.label} refused the credentials of user {self.credentials.username!r} "
+            f"(from {self.credentials.origin}, HTTP {status})",
+            f"check {self.prefix}_USERNAME and {self.prefix}_PASSWORD",
+            status=status,
+        )
+
+    def _authorization(self, scopes: frozenset[str], *, refresh: bool = False,
+                       challenge: Challenge | None = None) -> str | None:
+        challenge = challenge or self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return self.credentials.basic_header() if self.credentials else None
+        if challenge.scheme != "bearer":
+            return None
+        wanted = frozenset(scopes | set(challenge.scopes))
+        token = None if refresh else self._tokens.get(wanted)
+        if token is None:
+            token = self._fetch_token(challenge, wanted)
+            self._tokens.put(wanted, token)
+        return "Bearer " + token.value.reveal()
+
+    def _realm_accepts_credentials(self, realm: str) -> bool:
+        """Send credentials to a token realm only over HTTPS, or to the registry's own host."""
+        parsed = urllib.parse.urlsplit(realm)
+        if parsed.scheme == "https":
+            return True
+        own_host = split_host_port(self.host)[0].strip("[]")
+        return parsed.scheme == "http" and parsed.hostname == own_host and self._base_url.startswith("http://")
+
+    def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> Token:
+        realm = challenge.realm
+        if not realm or urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+            raise ProtocolError(f"the {self.label} asked for a bearer token but gave no usable realm URL ({realm!r})")
+        params: list[tuple[str, str]] = []
+        if challenge.service:
+            params.append(("service", challenge.service))
+        params += [("scope", s) for s in sorted(scopes)]
+        headers = {}
+        if self.credentials:
+            if not self._realm_accepts_credentials(realm):
+                raise AuthError(
+                    f"the {self.label} sends logins to the token service {realm}, which is plain HTTP on another host",
+                    "arcmirror will not send a password there; use the registry's HTTPS endpoint",
+                )
+            headers["Authorization"] = self.credentials.basic_header()
+        response = self._with_retries(
+            "a token request", lambda: self._raw("GET", realm, params=params, headers=headers, allow_redirects=False)
+        )
+        if response.status_code in (401, 403):
+            if self.credentials:
+                raise self._refused(response.status_code)
+            raise AuthError(
+                f"the token service of the {self.label} refused anonymous access (HTTP {response.status_code})",
+                f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise ProtocolError(f"the token service of the {self.label} answered {response.status_code} {response.reason}")
+        try:
+            body = response.json()
+            value = body.get("token") or body.get("access_token")
+            expires_in = float(body.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise ProtocolError(f"the token service of the {self.label} answered something that is not a token") from None
+        if not value:
+            raise ProtocolError(f"the token service of the {self.label} answered without a token")
+        return Token(Secret(value), time.monotonic() + max(expires_in, 1.0))
+
+    # -- requests with auth ------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: Iterable[str],
+        what: str,
+        ok: Sequence[int] = (200,),
+        retry: bool = True,
+        **kwargs,
+    ) -> requests.Response:
+        """Send ``method path`` with auth for ``scopes``; raise a RegistryError unless the status is in ``ok``.
+
+        ``what`` describes the operation for messages ("manifest arcdata/x:tag").
+        """
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        scope_set = frozenset(scopes)
+        headers = dict(kwargs.pop("headers", None) or {})
+
+        def attempt() -> requests.Response:
+            auth = self._authorization(scope_set)
+            if auth:
+                headers["Authorization"] = auth
+            response = self._raw(method, url, headers=headers, **kwargs)
+            if response.status_code == 401:
+                challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+                response.close()
+                if challenge is None or (challenge.scheme == "basic" and not self.credentials):
+                    raise self._need_login(what)
+                headers["Authorization"] = self._authorization(scope_set, refresh=True, challenge=challenge) or ""
+                response = self._raw(method, url, headers=headers, **kwargs)
+            return response
+
+        response = self._with_retries(f"{method} {what}", attempt) if retry else attempt()
+        if response.status_code in ok:
+            return response
+        raise self._status_error(response, method, what)
+
+    def _need_login(self, what: str) -> AuthError:
+        if self.credentials:
+            return self._refused(401)
+        return AuthError(f"the {self.label} requires a login for {what}", f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD", status=401)
+
+    def _status_error(self, response: requests.Response, method: str, what: str) -> RegistryError:
+        status = response.status_code
+        detail = _error_detail(response)
+        response.close()
+        if status == 401:
+            return self._need_login(what)
+        if status == 403:
+            user = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
+            return AuthError(
+                f"the {self.label} does not allow {user} to {method} {what}{detail}",
+                f"grant {'push' if method in ('PUT', 'POST', 'PATCH') else 'pull'} rights on that repository, "
+                f"or use other {self.prefix}_USERNAME credentials",
+                status=status,
+            )
+        if status == 404:
+            return NotFoundError(f"{what} does not exist on the {self.label}{detail}", status=status)
+        return ProtocolError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}", status=status)
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest ``reference`` resolves to, or None when it does not exist (HEAD: not rate-limited)."""
+        response = self.request(
+            "HEAD", f"/v2/{repository}/manifests/{reference}",
+            scopes=[repository_scope(repository, "pull")], what=f"manifest {repository}:{reference}",
+            ok=(200, 404), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:  # some registries omit it on HEAD: fall back to GET
+            return self.get_manifest(repository, reference).digest
+        return digest
+
+    def get_manifest(self, repository: str, reference: str, *, scopes: Iterable[str] | None = None) -> Manifest:
+        """Fetch a manifest byte for byte, checked against its digest, at most 4 MiB."""
+        what = f"manifest {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        response = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}",
+            scopes=scopes or [repository_scope(repository, "pull")], what=what,
+            headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, stream=True,
+        )
+        with response:
+            data = _read_capped(response, MAX_MANIFEST_BYTES, f"{what} on the {self.label}")
+        media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+        digest = sha256_digest(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatchError(f"{what} on the {self.label} has content whose digest is {digest}")
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise ProtocolError(f"{what} on the {self.label} is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{what} on the {self.label} is not a JSON object")
+        media_type = body.get("mediaType") or media_type
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            raise ProtocolError(
+                f"{what} on the {self.label} has media type {media_type!r}, which arcmirror does not copy",
+                "supported: Docker schema 2 manifest and list, OCI manifest and index",
+            )
+        return Manifest(data, media_type, digest)
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
+        what = f"manifest {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        response = self.request(
+            "PUT", f"/v2/{repository}/manifests/{reference}",
+            scopes=[repository_scope(repository, "pull", "push")], what=what, ok=(200, 201, 202),
+            data=manifest.data, headers={"Content-Type": manifest.media_type},
+        )
+        response.close()
+        returned = response.headers.get("Docker-Content-Digest")
+        if returned and returned != manifest.digest:
+            raise DigestMismatchError(
+                f"the {self.label} stored {what} under digest {returned}, not {manifest.digest}",
+                "the registry rewrote the manifest; use a registry that stores manifests unchanged",
+            )
+        return manifest.digest
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        response = self.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", scopes=[repository_scope(repository, "pull")],
+            what=f"blob {digest} in {repository}", ok=(200, 404),
+        )
+        response.close()
+        return response.status_code == 200
+
+    def open_blob(self, repository: str, digest: str, offset: int = 0) -> requests.Response:
+        """A streaming GET of a blob; the caller closes it. Redirects to storage drop our credentials."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        return self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scopes=[repository_scope(repository, "pull")],
+            what=f"blob {digest} in {repository}", ok=(200, 206), stream=True, headers=headers,
+        )
+
+    def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
+        """Start a blob upload, or mount ``mount`` from ``mount_from``. Returns the upload URL, or None if mounted."""
+        scopes = [repository_scope(repository, "pull", "push")]
+        params = {}
+        if mount and mount_from:
+            scopes.append(repository_scope(mount_from, "pull"))
+            params = {"mount": mount, "from": mount_from}
+        response = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, what=f"a blob upload to {repository}",
+            ok=(201, 202), params=params, data=b"",
+        )
+        response.close()
+        if response.status_code == 201 and mount:
+            return None
+        location = response.headers.get("Location")
+        if not location:
+            raise ProtocolError(f"the {self.label} started an upload to {repository} without a Location")
+        return urllib.parse.urljoin(response.url, location)
+
+    def finish_upload(self, repository: str, location: str, digest: str, size: int, body: Iterable[bytes] | bytes) -> None:
+        """PUT the whole blob (monolithic upload) to ``location``; the body is streamed, not retried here."""
+        parts = urllib.parse.urlsplit(location)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + [("digest", digest)]
+        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        response = self.request(
+            "PUT", url, scopes=[repository_scope(repository, "pull", "push")],
+            what=f"blob {digest} upload to {repository}", ok=(201, 204), retry=False,
+            data=body, headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        response.close()
+
+    def cancel_upload(self, location: str, repository: str) -> None:
+        try:
+            self.request("DELETE", location, scopes=[repository_scope(repository, "pull", "push")],
+                         what="an upload cancel", ok=(200, 202, 204, 404), retry=False).close()
+        except RegistryError:
+            pass  # the registry expires abandoned uploads itself
+
+    # -- listings ----------------------------------------------------------------------------
+
+    def _paginate(self, path: str, key: str, scopes: list[str], what: str) -> Iterator[str]:
+        url: str | None = path
+        seen: set[str] = set()
+        while url:
+            if url in seen:
+                raise ProtocolError(f"the {self.label} sent a pagination loop while listing {what}")
+            seen.add(url)
+            response = self.request("GET", url, scopes=scopes, what=what)
+            try:
+                items = response.json().get(key) or []
+            except (ValueError, AttributeError):
+                raise ProtocolError(f"the {self.label} sent an unreadable list of {what}") from None
+            yield from items
+            url = _next_link(response, self.base_url, self.label)
+
+    def list_tags(self, repository: str) -> list[str]:
+        return list(self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
+                                   f"tags of {repository}"))
+
+    def catalog(self) -> list[str]:
+        return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
+
+
+def _next_link(response: requests.Response, base_url: str, label: str) -> str | None:
+    link = response.links.get("next", {}).get("url")
+    if not link:
+        return None
+    absolute = urllib.parse.urljoin(response.url, link)
+    if urllib.parse.urlsplit(absolute).netloc != urllib.parse.urlsplit(base_url).netloc:
+        raise ProtocolError(f"the {label} sent a pagination link to another host ({absolute}); refusing to follow it")
+    return absolute
+
+
+def _read_capped(response: requests.Response, cap: int, what: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise ProtocolError(f"{what} is {int(declared)} bytes, more than the {cap}-byte limit for a manifest")
+    buf = bytearray()
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            buf += chunk
+            if len(buf) > cap:
+                raise ProtocolError(f"{what} is more than the {cap}-byte limit for a manifest")
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise TransientError(f"reading {what} failed: {_short(exc)}") from None
+    return bytes(buf)
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The registry's own error code and message, if it sent the standard JSON error body."""
+    try:
+        if int(response.headers.get("Content-Length") or 0) > 64 * 1024:
+            return ""
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
+    except Exception:  # noqa: BLE001 - a missing or odd body just means no detail
+        return ""
+
+
+def _path(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line reason from a requests/urllib3 exception chain, without the noise."""
+    text = str(exc)
+    for marker in ("Caused by ", "Failed to establish a new connection: ", "(Caused by"):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    text = text.strip("()'\" ")
+    if "Connection refused" in text:
+        return "connection refused"
+    return text[:300]

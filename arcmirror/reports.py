@@ -1,0 +1,123 @@
+"""Reports: one JUnit test case per image (junit-xml), a JSON record, and a plain summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from .copy import ImageResult
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _details(result: ImageResult, source: str, target: str) -> str:
+    lines = [
+        f"source: {source}",
+        f"target: {target}",
+        f"status: {result.status}",
+        f"source digest: {result.source_digest or '-'}",
+        f"target digest: {result.digest or '-'}",
+    ]
+    if result.rewritten:
+        lines.append("note: the index was filtered by MIRROR_PLATFORMS, so the target digest differs from the source")
+    if result.platforms:
+        lines.append(f"platforms: {', '.join(result.platforms)}")
+    lines += [
+        f"media type: {result.media_type or '-'}",
+        f"bytes sent: {result.bytes_sent}",
+        f"blobs copied: {result.blobs_copied}",
+        f"blobs mounted: {result.blobs_mounted}",
+        f"blobs skipped (already in target): {result.blobs_skipped}",
+        f"manifests pushed: {result.manifests_pushed}",
+        f"duration: {result.duration:.2f}s",
+    ]
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def junit_for_copy(suite_name: str, step: str, results: Sequence[ImageResult],
+                   refs: dict[str, tuple[str, str]]) -> str:
+    """A JUnit document: one test case per image, failures with the message and what to do."""
+    cases = []
+    for result in results:
+        source, target = refs[result.job.name]
+        case = TestCase(
+            name=result.job.name,
+            classname=f"arcmirror.{step}",
+            elapsed_sec=round(result.duration, 3),
+            stdout=_details(result, source, target),
+        )
+        if not result.ok:
+            message = result.error or "failed"
+            if result.hint:
+                message += f" -- {result.hint}"
+            case.add_failure_info(message=message, output=_details(result, source, target), failure_type="MirrorError")
+        cases.append(case)
+    return to_xml_report_string([TestSuite(suite_name, cases)], prettyprint=True, encoding="utf-8")
+
+
+def record(results: Sequence[ImageResult], refs: dict[str, tuple[str, str]]) -> dict:
+    """A JSON-friendly record of a run (for later steps, tools and people)."""
+    images = []
+    for r in results:
+        source, target = refs[r.job.name]
+        images.append({
+            "name": r.job.name, "status": r.status, "source": source, "target": target,
+            "source_digest": r.source_digest, "digest": r.digest, "media_type": r.media_type,
+            "platforms": r.platforms, "rewritten": r.rewritten, "bytes_sent": r.bytes_sent,
+            "blobs_copied": r.blobs_copied, "blobs_mounted": r.blobs_mounted, "blobs_skipped": r.blobs_skipped,
+            "manifests_pushed": r.manifests_pushed, "duration": round(r.duration, 3),
+            "error": r.error, "hint": r.hint,
+        })
+    return {
+        "images": images,
+        "totals": {
+            "images": len(results),
+            "ok": sum(r.ok for r in results),
+            "failed": sum(not r.ok for r in results),
+            "bytes_sent": sum(r.bytes_sent for r in results),
+        },
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def summary(results: Sequence[ImageResult], elapsed: float, report: Path) -> str:
+    failed = [r for r in results if not r.ok]
+    copied = sum(r.status == "copied" for r in results)
+    current = sum(r.status == "up-to-date" for r in results)
+    sent = sum(r.bytes_sent for r in results)
+    blobs = sum(r.blobs_copied for r in results)
+    lines = [
+        f"{len(results)} images: {copied} copied, {current} already up to date, {len(failed)} failed; "
+        f"{blobs} blobs ({human_bytes(sent)}) sent in {elapsed:.1f}s",
+    ]
+    for r in failed:
+        lines.append(f"FAILED {r.job.name}: {r.error}" + (f"\n       what to do: {r.hint}" if r.hint else ""))
+    lines.append(f"JUnit report: {report}")
+    return "\n".join(lines)

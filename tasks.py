@@ -63,6 +63,24 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
         raise Exit(code=run.exit_code)
 
 
+@task(help={"report-dir": "where the demo's reports go (default reports/demo)",
+            "keep": "keep the demo's registries' files (printed at the end)"})
+def demo(c, report_dir="reports/demo", keep=False):
+    """Run the embedded demo end to end: two local registries, a synthetic Arc release, a mirror.
+
+    Starts two CNCF distribution registries on loopback (the source anonymous like MCR, the target
+    with a login), loads a small synthetic release of the 17 Arc images into the source with skopeo,
+    mirrors it, shows the summary and the report, then mirrors again to show a no-op rerun.
+    """
+    from pathlib import Path
+
+    from arcmirror.demo import run_demo
+
+    code = run_demo(Path(report_dir).resolve(), keep=keep)
+    if code:
+        raise Exit(code=code)
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c, k=None, x=False):
     """Run the whole test suite (starts its own registries on loopback; needs scripts/bootstrap first)."""

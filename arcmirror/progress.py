@@ -31,11 +31,13 @@ class LineProgress(Progress):
         with self._lock:
             self._done += 1
             mark = {"copied": "copied", "up-to-date": "up to date"}.get(result.status, "FAILED")
-            detail = (
-                f"{result.blobs_copied} blobs sent ({human_bytes(result.bytes_sent)}), "
-                f"{result.blobs_mounted} mounted, {result.blobs_skipped} present"
-                if result.ok else (result.error or "")
-            )
+            if result.status == "up-to-date":
+                detail = f"target already at {(result.digest or '')[:19]}"
+            elif result.ok:
+                detail = (f"{result.blobs_copied} blobs sent ({human_bytes(result.bytes_sent)}), "
+                          f"{result.blobs_mounted} mounted, {result.blobs_skipped} already there")
+            else:
+                detail = result.error or ""
             self._print(f"[{self._done}/{self.total}] {result.job.name}: {mark} in {result.duration:.1f}s - {detail}")
 
     def bytes_sent(self, job: ImageJob, count: int) -> None:

@@ -1,0 +1,115 @@
+"""Pieces of the registry client and copy engine that need no server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from arcmirror.config import Platform
+from arcmirror.copy import VerifyingBody, filter_index
+from arcmirror.registry.auth import Credentials, TokenCache, Token, docker_config_credentials, parse_challenge
+from arcmirror.registry.client import Manifest, RetryPolicy, sha256_digest
+from arcmirror.registry.errors import DigestMismatchError, NotFoundError
+from arcmirror.secret import Secret
+
+
+def test_parse_bearer_challenge():
+    c = parse_challenge('Bearer realm="https://auth.example/token",service="registry.example",'
+                        'scope="repository:arcdata/arc-sqlmi:pull,push repository:x:pull"')
+    assert c.scheme == "bearer" and c.realm == "https://auth.example/token"
+    assert c.service == "registry.example"
+    assert c.scopes == ("repository:arcdata/arc-sqlmi:pull,push", "repository:x:pull")
+    assert parse_challenge('Basic realm="Registry Realm"').scheme == "basic"
+    assert parse_challenge(None) is None
+
+
+def test_token_cache_reuses_wider_grants():
+    cache = TokenCache()
+    wide = Token(Secret("t"), expires_at=1e18)
+    cache.put(frozenset({"a", "b"}), wide)
+    assert cache.get(frozenset({"a"})) is wide
+    assert cache.get(frozenset({"c"})) is None
+    cache.put(frozenset({"c"}), Token(Secret("old"), expires_at=0))
+    assert cache.get(frozenset({"c"})) is None  # expired
+
+
+def test_credentials_repr_has_no_password():
+    creds = Credentials("u", Secret("hunter2"), "test")
+    assert "hunter2" not in repr(creds)
+    assert creds.basic_header().startswith("Basic ")
+
+
+def test_docker_config_auths(tmp_path):
+    import base64
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "auths": {"https://reg.example:5000": {"auth": base64.b64encode(b"bob:s3cret").decode()}}}))
+    creds = docker_config_credentials("reg.example:5000", {"DOCKER_CONFIG": str(tmp_path)})
+    assert creds.username == "bob" and creds.password.reveal() == "s3cret"
+    assert docker_config_credentials("other.example", {"DOCKER_CONFIG": str(tmp_path)}) is None
+    (tmp_path / "config.json").write_text("{broken")
+    assert docker_config_credentials("reg.example:5000", {"DOCKER_CONFIG": str(tmp_path)}) is None
+
+
+def test_retry_policy_honours_retry_after_with_a_cap():
+    policy = RetryPolicy(base_delay=1, max_delay=8, max_retry_after=30)
+    assert policy.delay(1, retry_after=2.5) == 2.5
+    assert policy.delay(1, retry_after=600) == 30
+    for attempt in range(1, 8):
+        assert 0 < policy.delay(attempt) <= 8
+
+
+def _body(chunks, digest, size):
+    return list(VerifyingBody(iter(chunks), digest, size, lambda n: None))
+
+
+def test_verifying_body_passes_good_content():
+    data = [b"a" * 1000, b"b" * 10]
+    digest = sha256_digest(b"".join(data))
+    assert _body(data, digest, 1010) == data
+
+
+@pytest.mark.parametrize("chunks,size", [([b"x" * 100], 100), ([b"a" * 50], 100), ([b"a" * 60, b"b" * 60], 100)])
+def test_verifying_body_withholds_the_last_chunk_of_bad_content(chunks, size):
+    digest = "sha256:" + hashlib.sha256(b"a" * size).hexdigest()
+    forwarded = []
+    with pytest.raises(DigestMismatchError):
+        for chunk in VerifyingBody(iter(chunks), digest, size, lambda n: None):
+            forwarded.append(chunk)
+    assert sum(map(len, forwarded)) < size  # never the whole body
+
+
+def _index(*archs):
+    body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + c * 64, "size": 10,
+         "platform": {"os": "linux", "architecture": a}} for a, c in zip(archs, "abcdef")]}
+    data = json.dumps(body).encode()
+    return Manifest(data, body["mediaType"], sha256_digest(data))
+
+
+def test_filter_index_keeps_bytes_when_nothing_is_dropped():
+    m = _index("amd64", "arm64")
+    assert filter_index(m, [Platform.parse("linux/amd64"), Platform.parse("linux/arm64")], "x") is m
+
+
+def test_filter_index_rewrites_and_keeps_attestations_of_kept_entries():
+    m = _index("amd64", "arm64")
+    body = m.json()
+    body["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "e" * 64,
+                              "size": 5, "platform": {"os": "unknown", "architecture": "unknown"},
+                              "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                              "vnd.docker.reference.digest": "sha256:" + "b" * 64}})
+    data = json.dumps(body).encode()
+    m = Manifest(data, m.media_type, sha256_digest(data))
+    out = filter_index(m, [Platform.parse("linux/arm64")], "x")
+    digests = [e["digest"] for e in out.json()["manifests"]]
+    assert digests == ["sha256:" + "b" * 64, "sha256:" + "e" * 64]
+    assert out.digest == sha256_digest(out.data) != m.digest
+
+
+def test_filter_index_without_a_match_names_what_exists():
+    with pytest.raises(NotFoundError) as err:
+        filter_index(_index("amd64"), [Platform.parse("windows/amd64")], "arcdata/x")
+    assert "linux/amd64" in str(err.value) and "MIRROR_PLATFORMS" in str(err.value)

@@ -12,7 +12,6 @@ wait for it and mount it.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,21 +20,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from .config import Platform
 from .endpoints.base import Source, Target
-from .registry.client import Manifest, RetryPolicy, sha256_digest
-from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
+from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of
 from .reference import is_digest
+from .registry.client import Manifest, RetryPolicy
+from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
 
-INDEX_TYPES = {
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-}
-#: Layers a registry never holds (Windows base layers): the manifest points at them elsewhere.
-FOREIGN_LAYER_TYPES = {
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-}
 MAX_DEPTH = 4
 
 
@@ -148,54 +137,6 @@ class _BlobLedger:
         self.inflight: dict[str, Future] = {}
 
 
-def _descriptor(entry: object, where: str) -> tuple[str, int, str]:
-    if not isinstance(entry, dict):
-        raise ProtocolError(f"{where} has a descriptor that is not an object")
-    digest, size = entry.get("digest"), entry.get("size")
-    if not isinstance(digest, str) or not is_digest(digest):
-        raise ProtocolError(f"{where} has a descriptor with an invalid digest {digest!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ProtocolError(f"{where} has a descriptor of {digest} with an invalid size {size!r}")
-    return digest, size, str(entry.get("mediaType") or "")
-
-
-def platform_name(platform: dict | None) -> str:
-    if not isinstance(platform, dict):
-        return "unknown"
-    return "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
-
-
-def filter_index(manifest: Manifest, platforms: Sequence[Platform], where: str) -> Manifest:
-    """Keep only the entries of an index for ``platforms`` (and attestations of kept entries).
-
-    Returns the same manifest (same bytes, same digest) when nothing is left out.
-    """
-    body = manifest.json()
-    entries = body.get("manifests")
-    if not isinstance(entries, list):
-        raise ProtocolError(f"{where} is an index without a 'manifests' list")
-    kept = [e for e in entries if isinstance(e, dict) and any(p.matches(e.get("platform")) for p in platforms)]
-    kept_digests = {e.get("digest") for e in kept}
-    for entry in entries:
-        annotations = entry.get("annotations") or {} if isinstance(entry, dict) else {}
-        if annotations.get("vnd.docker.reference.type") == "attestation-manifest" and \
-                annotations.get("vnd.docker.reference.digest") in kept_digests:
-            kept.append(entry)
-    if not kept:
-        have = ", ".join(sorted({platform_name(e.get("platform")) for e in entries if isinstance(e, dict)}))
-        wanted = ", ".join(str(p) for p in platforms)
-        raise NotFoundError(
-            f"{where} has none of the platforms {wanted} (it has: {have or 'none'})",
-            "change MIRROR_PLATFORMS, or leave it empty to copy every platform",
-        )
-    if len(kept) == len(entries):
-        return manifest
-    kept.sort(key=entries.index)
-    body["manifests"] = kept
-    data = json.dumps(body, indent=3).encode()
-    return Manifest(data, manifest.media_type, sha256_digest(data))
-
-
 class CopyEngine:
     """Copies images from one endpoint to another; one engine serves a whole run."""
 
@@ -265,12 +206,10 @@ class CopyEngine:
             return
         manifest = self.source.get_manifest(job.source_repo, digest)
         result.media_type = manifest.media_type
-        if manifest.media_type in INDEX_TYPES:
-            if self.platforms:
-                manifest = filter_index(manifest, self.platforms, source_ref)
-                result.rewritten = manifest.digest != digest
-            entries = manifest.json().get("manifests") or []
-            result.platforms = [platform_name(e.get("platform")) for e in entries if isinstance(e, dict)]
+        if is_index(manifest) and self.platforms:
+            manifest = filter_index(manifest, self.platforms, source_ref)
+            result.rewritten = manifest.digest != digest
+        result.platforms = platforms_of(manifest)
         if current == manifest.digest:
             result.status, result.digest = "up-to-date", manifest.digest
             return
@@ -282,31 +221,16 @@ class CopyEngine:
         where = f"{job.source_repo}@{manifest.digest}"
         if manifest.digest in path or depth > MAX_DEPTH:
             raise ProtocolError(f"{where} refers to itself or nests deeper than {MAX_DEPTH} levels")
-        body = manifest.json()
-        if manifest.media_type in INDEX_TYPES:
-            for entry in body.get("manifests") or []:
-                child_digest, _, _ = _descriptor(entry, where)
+        if is_index(manifest):
+            for child_digest in children_of(manifest, where):
                 if self.target.resolve(job.target_repo, child_digest) == child_digest:
                     continue  # a manifest in the target implies its blobs are there
                 child = self.source.get_manifest(job.source_repo, child_digest)
                 self._copy_tree(job, child, child_digest, result, depth + 1, path + (manifest.digest,))
         else:
-            self._copy_blobs(job, self._blobs_of(body, where), result)
+            self._copy_blobs(job, blobs_of(manifest, where), result)
         self.target.put_manifest(job.target_repo, reference, manifest)
         result.manifests_pushed += 1
-
-    @staticmethod
-    def _blobs_of(body: dict, where: str) -> list[tuple[str, int]]:
-        config = body.get("config")
-        layers = body.get("layers")
-        if not isinstance(layers, list) or config is None:
-            raise ProtocolError(f"{where} is an image manifest without 'config' and 'layers'")
-        blobs: dict[str, int] = {}
-        for entry in [config, *layers]:
-            digest, size, media_type = _descriptor(entry, where)
-            if media_type not in FOREIGN_LAYER_TYPES:
-                blobs.setdefault(digest, size)
-        return list(blobs.items())
 
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
         pool = self._blob_pool

@@ -1,0 +1,102 @@
+"""Manifests: media types, descriptors, the blobs and children of a manifest, platform filtering."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from .config import Platform
+from .reference import is_digest
+from .registry.client import Manifest, sha256_digest
+from .registry.errors import NotFoundError, ProtocolError
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+#: Layers a registry never holds (Windows base layers): the manifest points at them elsewhere.
+FOREIGN_LAYER_TYPES = {
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+}
+def descriptor(entry: object, where: str) -> tuple[str, int, str]:
+    if not isinstance(entry, dict):
+        raise ProtocolError(f"{where} has a descriptor that is not an object")
+    digest, size = entry.get("digest"), entry.get("size")
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise ProtocolError(f"{where} has a descriptor with an invalid digest {digest!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ProtocolError(f"{where} has a descriptor of {digest} with an invalid size {size!r}")
+    return digest, size, str(entry.get("mediaType") or "")
+
+
+def platform_name(platform: dict | None) -> str:
+    if not isinstance(platform, dict):
+        return "unknown"
+    return "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
+
+
+def filter_index(manifest: Manifest, platforms: Sequence[Platform], where: str) -> Manifest:
+    """Keep only the entries of an index for ``platforms`` (and attestations of kept entries).
+
+    Returns the same manifest (same bytes, same digest) when nothing is left out.
+    """
+    body = manifest.json()
+    entries = body.get("manifests")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"{where} is an index without a 'manifests' list")
+    kept = [e for e in entries if isinstance(e, dict) and any(p.matches(e.get("platform")) for p in platforms)]
+    kept_digests = {e.get("digest") for e in kept}
+    for entry in entries:
+        annotations = entry.get("annotations") or {} if isinstance(entry, dict) else {}
+        if annotations.get("vnd.docker.reference.type") == "attestation-manifest" and \
+                annotations.get("vnd.docker.reference.digest") in kept_digests:
+            kept.append(entry)
+    if not kept:
+        have = ", ".join(sorted({platform_name(e.get("platform")) for e in entries if isinstance(e, dict)}))
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFoundError(
+            f"{where} has none of the platforms {wanted} (it has: {have or 'none'})",
+            "change MIRROR_PLATFORMS, or leave it empty to copy every platform",
+        )
+    if len(kept) == len(entries):
+        return manifest
+    kept.sort(key=entries.index)
+    body["manifests"] = kept
+    data = json.dumps(body, indent=3).encode()
+    return Manifest(data, manifest.media_type, sha256_digest(data))
+
+
+def is_index(manifest: Manifest) -> bool:
+    return manifest.media_type in INDEX_TYPES
+
+
+def children_of(manifest: Manifest, where: str) -> list[str]:
+    """The digests of an index's child manifests."""
+    entries = manifest.json().get("manifests")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"{where} is an index without a 'manifests' list")
+    return [descriptor(e, where)[0] for e in entries]
+
+
+def blobs_of(manifest: Manifest, where: str) -> list[tuple[str, int]]:
+    """The (digest, size) of an image manifest's config and distributable layers, each once."""
+    body = manifest.json()
+    config = body.get("config")
+    layers = body.get("layers")
+    if not isinstance(layers, list) or config is None:
+        raise ProtocolError(f"{where} is an image manifest without 'config' and 'layers'")
+    blobs: dict[str, int] = {}
+    for entry in [config, *layers]:
+        digest, size, media_type = descriptor(entry, where)
+        if media_type not in FOREIGN_LAYER_TYPES:
+            blobs.setdefault(digest, size)
+    return list(blobs.items())
+
+
+def platforms_of(manifest: Manifest) -> list[str]:
+    if not is_index(manifest):
+        return []
+    return [platform_name(e.get("platform")) for e in manifest.json().get("manifests") or [] if isinstance(e, dict)]

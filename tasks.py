@@ -8,27 +8,39 @@ Exit codes: 0 all images done, 1 an image failed, 2 a configuration or usage err
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
-from arcmirror.cli import EXIT_USAGE, in_ci, settings_from_options, usage_errors_exit_2
+from arcmirror.cli import EXIT_FAILED, EXIT_USAGE, in_ci, settings_from_options, usage_errors_exit_2
 
 usage_errors_exit_2()
 
-COMMON_HELP = {
+COMMON = {
     "env-file": "the .env file to read (default ./.env; MIRROR_ENV_FILE)",
-    "tag": "the source release tag (SOURCE_DOCKER_TAG)",
-    "target-tag": "the tag to write in the target (TARGET_DOCKER_TAG; default: the source tag)",
+    "tag": "the source release tag (SOURCE_DOCKER_TAG; unset: the newest release)",
+    "target-tag": "the tag to write in the target (TARGET_DOCKER_TAG; default: the release tag)",
     "images": "comma-separated image names instead of the image set (MIRROR_IMAGES)",
     "platforms": "copy only these platforms of multi-platform images, e.g. linux/amd64 (MIRROR_PLATFORMS)",
     "concurrency": "parallel transfers (MIRROR_CONCURRENCY, default 4)",
     "report-dir": "where reports go (MIRROR_REPORT_DIR, default reports)",
+    "plan": "the plan file to work from (default REPORT_DIR/plan.json; discovered first when missing)",
+    "store": "the local OCI layout store (MIRROR_STORE, default .arcmirror/store)",
 }
 
 
-def _options(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-             report_dir=None) -> dict[str, str | None]:
-    return {
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    return {**{n: COMMON[n] for n in names}, **extra}
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
+              report_dir=None, store=None, discover=None, require_target=True):
+    return settings_from_options(require_target=require_target, options={
         "MIRROR_ENV_FILE": env_file,
         "SOURCE_DOCKER_TAG": tag,
         "TARGET_DOCKER_TAG": target_tag,
@@ -36,12 +48,66 @@ def _options(env_file=None, tag=None, target_tag=None, images=None, platforms=No
         "MIRROR_PLATFORMS": platforms,
         "MIRROR_CONCURRENCY": None if concurrency is None else str(concurrency),
         "MIRROR_REPORT_DIR": report_dir,
-    }
+        "MIRROR_STORE": store,
+        "MIRROR_DISCOVER": discover,
+    })
 
 
-@task(help=COMMON_HELP)
+@contextmanager
+def _failures_exit_1():
+    """A registry or plan error outside any one image (e.g. the tag list cannot be read): say it, exit 1."""
+    from arcmirror.registry.errors import RegistryError
+
+    try:
+        yield
+    except RegistryError as exc:
+        raise Exit(f"arcmirror: {exc.message}" + (f"\nwhat to do: {exc.hint}" if exc.hint else ""),
+                   code=EXIT_FAILED) from None
+
+
+def _progress(total: int):
+    from arcmirror.progress import LineProgress
+
+    return LineProgress(total, heartbeat=30.0 if in_ci() else 10.0)
+
+
+def _finish(*runs) -> None:
+    for run in runs:
+        print(run.summary())
+    code = max((run.exit_code for run in runs), default=0)
+    if code:
+        raise Exit(code=code)
+
+
+def _plan(settings, plan):
+    from arcmirror.steps import load_plan
+
+    return load_plan(settings, Path(plan) if plan else None, _say)
+
+
+@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir",
+                 discover="set (default) or catalog: take the images from the source's _catalog (MIRROR_DISCOVER)"))
+def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
+             report_dir=None, discover=None):
+    """Resolve the release: its tag, its images, each image's digest, platforms and blobs, what the target has.
+
+    With SOURCE_DOCKER_TAG unset (or latest-release) the newest release tag of the set's reference
+    image is chosen (by version, then date). Writes reports/plan.json (every image pinned to its
+    digest: later steps copy exactly that) and reports/discover.xml. Exit 1 when an image is missing.
+    """
+    from arcmirror.steps import plan_summary, run_discover
+
+    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, discover=discover)
+    with _failures_exit_1():
+        plan, run = run_discover(settings, _say)
+    print(plan_summary(plan, settings.plan_path))
+    _finish(run)
+
+
+@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir",
+                 plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-           report_dir=None):
+           report_dir=None, plan=None):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -50,17 +116,142 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     case per image) and reports/mirror.json. Exit 0: all mirrored; 1: an image failed; 2: bad settings.
     """
     from arcmirror.mirror import run_mirror
-    from arcmirror.progress import LineProgress
+    from arcmirror.plan import Plan
     from arcmirror.reports import summary
 
-    settings = settings_from_options(_options(env_file, tag, target_tag, images, platforms, concurrency, report_dir))
-    print(f"Mirroring {len(settings.images)} images: {settings.source.registry}/{settings.source.repository or '.'}"
-          f":{settings.source.tag} -> {settings.target.registry}/{settings.target.repository or '.'}"
-          f":{settings.target.tag}", file=sys.stderr)
-    run = run_mirror(settings, LineProgress(len(settings.images), heartbeat=30.0 if in_ci() else 10.0))
+    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir)
+    with _failures_exit_1():
+        pinned = Plan.load(Path(plan)) if plan else None
+        count = len(pinned.ok_images) if pinned else len(settings.images)
+        _say(f"Mirroring {count} images: {settings.source.registry}/{settings.source.repository or '.'} -> "
+             f"{settings.target.registry}/{settings.target.repository or '.'}")
+        run = run_mirror(settings, _progress(count), plan=pinned, say=_say)
     print(summary(run.results, run.elapsed, run.junit))
     if not run.ok:
         raise Exit(code=run.exit_code)
+
+
+@task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store"))
+def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None):
+    """Copy the planned images, by digest, into the local OCI layout store (resumable; each blob stored once).
+
+    Writes reports/pull.xml. Blobs already in the store are not fetched again.
+    """
+    from arcmirror.steps import run_pull
+
+    settings = _settings(env_file, tag, concurrency=concurrency, report_dir=report_dir, store=store,
+                         require_target=False)
+    with _failures_exit_1():
+        planned = _plan(settings, plan)
+        run = run_pull(settings, planned, _progress(len(planned.ok_images)))
+    _finish(run)
+
+
+@task(name="tag", help=_help("env-file", "tag", "target-tag", "report-dir", "plan", "store"))
+def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None, store=None):
+    """Record the target reference of every stored image (TARGET_DOCKER_REGISTRY/REPOSITORY/NAME:TAG).
+
+    The names go into the store's index.json (org.opencontainers.image.ref.name). Writes reports/tag.xml.
+    """
+    from arcmirror.steps import run_tag
+
+    settings = _settings(env_file, tag, target_tag, report_dir=report_dir, store=store)
+    with _failures_exit_1():
+        run = run_tag(settings, _plan(settings, plan))
+    _finish(run)
+
+
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store"))
+def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, store=None):
+    """Push the tagged images from the store to the target registry (skip, mount or stream each blob).
+
+    Writes reports/push.xml and push.json.
+    """
+    from arcmirror.steps import run_push
+
+    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, store=store)
+    with _failures_exit_1():
+        planned = _plan(settings, plan)
+        run = run_push(settings, planned, _progress(len(planned.ok_images)))
+    _finish(run)
+
+
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan",
+                 deep="also download every blob from the target and re-hash it"))
+def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False):
+    """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
+
+    Writes reports/verify.xml (one test case per image; failures say what is missing or different).
+    Exit 1 when any image fails.
+    """
+    from arcmirror.verify import run_verify
+
+    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir)
+    with _failures_exit_1():
+        run = run_verify(settings, _plan(settings, plan), deep=deep)
+    _finish(run)
+
+
+@task(help=_help("env-file", "report-dir"))
+def gate(c, env_file=None, report_dir=None):
+    """The release gate: pass only when every image of the plan has a passing verification.
+
+    Reads every JUnit report under MIRROR_REPORT_DIR (sub-folders too, e.g. reports gathered from
+    parallel jobs). Fails when a verification failed, an expected image has no passing verification,
+    or a report is missing or unreadable. Exit 0 pass, 1 fail.
+    """
+    from arcmirror.gate import gate as judge
+
+    settings = _settings(env_file, report_dir=report_dir, require_target=False)
+    result = judge(settings.report_dir)
+    print(result.render())
+    if not result.ok:
+        raise Exit(code=result.exit_code)
+
+
+@task(name="export", help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store",
+                                archive="the tar file to write (required)",
+                                since="a previous release's plan.json: leave out the blobs its archive carried"))
+def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None,
+            store=None):
+    """Write the planned images (pulled into the store if needed) as one OCI layout in a tar archive.
+
+    For sites where no machine sees both registries: carry the archive across, then 'invoke import'.
+    The archive holds a contents manifest with every entry's size and sha256.
+    """
+    from arcmirror.steps import run_export
+
+    if not archive:
+        raise Exit("export needs --archive FILE", code=EXIT_USAGE)
+    settings = _settings(env_file, tag, concurrency=concurrency, report_dir=report_dir, store=store,
+                         require_target=False)
+    with _failures_exit_1():
+        planned = _plan(settings, plan)
+        run, result = run_export(settings, planned, Path(archive), Path(since) if since else None,
+                                 _progress(len(planned.ok_images)))
+    if result:
+        _say(f"Wrote {result.path}: {result.images} images, {result.blobs} files"
+             + (f", {result.omitted} blobs left out (carried by the earlier archive)" if since else ""))
+    _finish(run)
+
+
+@task(name="import", help=_help("env-file", "target-tag", "concurrency", "report-dir",
+                                archive="the tar file written by 'invoke export' (required)",
+                                deep="verify by re-hashing every blob in the target"))
+def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, report_dir=None, deep=False):
+    """On the disconnected side: check an archive's checksums, push its images to the target, verify them.
+
+    A truncated, altered or unsafe archive is refused before anything is pushed. Writes
+    reports/import.xml and reports/verify.xml.
+    """
+    from arcmirror.steps import run_import
+
+    if not archive:
+        raise Exit("import needs --archive FILE", code=EXIT_USAGE)
+    settings = _settings(env_file, target_tag=target_tag, concurrency=concurrency, report_dir=report_dir)
+    with _failures_exit_1():
+        runs = run_import(settings, Path(archive), deep=deep)
+    _finish(*runs)
 
 
 @task(help={"report-dir": "where the demo's reports go (default reports/demo)",
@@ -72,8 +263,6 @@ def demo(c, report_dir="reports/demo", keep=False):
     with a login), loads a small synthetic release of the 17 Arc images into the source with skopeo,
     mirrors it, shows the summary and the report, then mirrors again to show a no-op rerun.
     """
-    from pathlib import Path
-
     from arcmirror.demo import run_demo
 
     code = run_demo(Path(report_dir).resolve(), keep=keep)
@@ -83,14 +272,17 @@ def demo(c, report_dir="reports/demo", keep=False):
 
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c, k=None, x=False):
-    """Run the whole test suite (starts its own registries on loopback; needs scripts/bootstrap first)."""
+    """Run the whole test suite (starts its own registries on loopback; run scripts/bootstrap first)."""
+    import subprocess
+
     args = [sys.executable, "-m", "pytest", "-q", "-ra", "tests"]
     if k:
         args += ["-k", k]
     if x:
         args.append("-x")
-    import subprocess
-
     code = subprocess.call(args)
     if code:
         raise Exit(code=code if code != 5 else EXIT_USAGE)
+
+
+ns = Collection(discover, mirror, pull, tag_, push, verify, gate, export_, import_, demo, test)

@@ -32,7 +32,7 @@ VARIABLES: dict[str, str] = {
     "SOURCE_DOCKER_REPOSITORY": f"path under the source registry (default {DEFAULT_SOURCE_REPOSITORY}; may be empty)",
     "SOURCE_DOCKER_USERNAME": "source user (unset: Docker config credentials, else anonymous)",
     "SOURCE_DOCKER_PASSWORD": "source password or token",
-    "SOURCE_DOCKER_TAG": "release tag to mirror, e.g. v1.41.0_2025-09-09",
+    "SOURCE_DOCKER_TAG": "release tag to mirror, e.g. v1.41.0_2025-09-09 (unset or latest-release: the newest)",
     "SOURCE_DOCKER_INSECURE": "true: plain HTTP or unverified TLS allowed for the source",
     "SOURCE_DOCKER_CA_BUNDLE": "PEM file of CA certificates for the source",
     "TARGET_DOCKER_REGISTRY": "target registry host[:port] (required)",
@@ -48,7 +48,10 @@ VARIABLES: dict[str, str] = {
     "MIRROR_CONCURRENCY": f"parallel transfers (default {DEFAULT_CONCURRENCY})",
     "MIRROR_REPORT_DIR": "where JUnit and other reports go (default reports)",
     "MIRROR_ENV_FILE": "the .env file to read (default ./.env; a named file must exist)",
+    "MIRROR_DISCOVER": "set (default): images from the image set; catalog: every repository with the tag",
+    "MIRROR_STORE": "the local OCI layout used by pull/tag/push/export (default .arcmirror/store)",
 }
+DISCOVER_MODES = ("set", "catalog")
 
 
 class ConfigError(Exception):
@@ -115,6 +118,13 @@ class Settings:
     concurrency: int
     report_dir: Path
     env_file: Path | None
+    images_from: str = "image set"
+    discover: str = "set"
+    store: Path = Path(".arcmirror/store")
+
+    @property
+    def plan_path(self) -> Path:
+        return self.report_dir / "plan.json"
 
 
 def _read_env_file(path: Path | None, explicit: bool, problems: list[str]) -> dict[str, str]:
@@ -146,7 +156,7 @@ def load_settings(
     overrides: Mapping[str, str | None] | None = None,
     *,
     cwd: Path | None = None,
-    require_tag: bool = True,
+    require_tag: bool = False,
     require_target: bool = True,
 ) -> Settings:
     """Build :class:`Settings` or raise :class:`ConfigError` listing every problem.
@@ -225,7 +235,9 @@ def load_settings(
         image_set_path = cwd / image_set_path
     images: tuple[str, ...] = ()
     images_raw = get("MIRROR_IMAGES")
+    images_from = f"image set {image_set_path}"
     if images_raw and images_raw.strip():
+        images_from = "MIRROR_IMAGES"
         images = tuple(dict.fromkeys(n.strip() for n in images_raw.split(",") if n.strip()))
         for name in images:
             if problem := repository_problem(name, allow_empty=False):
@@ -254,6 +266,12 @@ def load_settings(
     report_dir = Path(get("MIRROR_REPORT_DIR") or "reports")
     if not report_dir.is_absolute():
         report_dir = cwd / report_dir
+    store = Path(get("MIRROR_STORE") or ".arcmirror/store")
+    if not store.is_absolute():
+        store = cwd / store
+    discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
+    if discover not in DISCOVER_MODES:
+        problems.append(f"MIRROR_DISCOVER={discover!r} must be one of: {', '.join(DISCOVER_MODES)}")
 
     if problems:
         raise ConfigError(problems)
@@ -266,4 +284,7 @@ def load_settings(
         concurrency=concurrency,
         report_dir=report_dir,
         env_file=env_path if env_path.is_file() else None,
+        images_from=images_from,
+        discover=discover,
+        store=store,
     )

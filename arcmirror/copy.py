@@ -202,35 +202,39 @@ class CopyEngine:
         result.source_digest = digest
         current = self.target.resolve(job.target_repo, job.target_tag)
         if current == digest and not self.platforms:
-            result.status, result.digest = "up-to-date", digest
-            return
-        manifest = self.source.get_manifest(job.source_repo, digest)
+            # the tag is in place: check the tree from the target itself (no rate-limited GET on the
+            # source) and repair whatever was lost since, e.g. a blob deleted by garbage collection
+            manifest = self.target.get_manifest(job.target_repo, digest)
+        else:
+            manifest = self.source.get_manifest(job.source_repo, digest)
         result.media_type = manifest.media_type
         if is_index(manifest) and self.platforms:
             manifest = filter_index(manifest, self.platforms, source_ref)
             result.rewritten = manifest.digest != digest
         result.platforms = platforms_of(manifest)
-        if current == manifest.digest:
-            result.status, result.digest = "up-to-date", manifest.digest
-            return
-        self._copy_tree(job, manifest, job.target_tag, result, depth=0, path=())
-        result.status, result.digest = "copied", manifest.digest
+        result.digest = manifest.digest
+        self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=())
+        changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
+        result.status = "copied" if changed else "up-to-date"
 
-    def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult,
-                   depth: int, path: tuple[str, ...]) -> None:
+    def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult, *,
+                   present: bool, depth: int, path: tuple[str, ...]) -> None:
+        """Copy a manifest's blobs and children, then the manifest itself unless the target has it (``present``)."""
         where = f"{job.source_repo}@{manifest.digest}"
         if manifest.digest in path or depth > MAX_DEPTH:
             raise ProtocolError(f"{where} refers to itself or nests deeper than {MAX_DEPTH} levels")
         if is_index(manifest):
             for child_digest in children_of(manifest, where):
-                if self.target.resolve(job.target_repo, child_digest) == child_digest:
-                    continue  # a manifest in the target implies its blobs are there
-                child = self.source.get_manifest(job.source_repo, child_digest)
-                self._copy_tree(job, child, child_digest, result, depth + 1, path + (manifest.digest,))
+                child_present = self.target.resolve(job.target_repo, child_digest) == child_digest
+                child = (self.target if child_present else self.source).get_manifest(
+                    job.target_repo if child_present else job.source_repo, child_digest)
+                self._copy_tree(job, child, child_digest, result, present=child_present, depth=depth + 1,
+                                path=path + (manifest.digest,))
         else:
             self._copy_blobs(job, blobs_of(manifest, where), result)
-        self.target.put_manifest(job.target_repo, reference, manifest)
-        result.manifests_pushed += 1
+        if not present:
+            self.target.put_manifest(job.target_repo, reference, manifest)
+            result.manifests_pushed += 1
 
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
         pool = self._blob_pool

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import reports
-from .config import Endpoint, Settings
+from .config import Platform, Settings
 from .copy import CopyEngine, ImageJob, ImageResult, Progress
 from .endpoints.registry import RegistryEndpoint
+from .plan import AUTO_TAGS, resolve_release_tag, target_tag_for
 from .reference import ImageRef, join_repository
-from .registry.auth import Credentials, docker_config_credentials
-from .registry.client import RegistryClient
 
-
-def open_client(endpoint: Endpoint, *, pool_size: int = 16) -> RegistryClient:
-    """A client for the source or target registry, with the credentials the settings imply."""
-    if endpoint.username and endpoint.password:
-        credentials = Credentials(endpoint.username, endpoint.password, f"{endpoint.prefix}_USERNAME/_PASSWORD")
-    else:
-        credentials = docker_config_credentials(endpoint.registry)
-    return RegistryClient(
-        endpoint.registry,
-        credentials=credentials,
-        insecure=endpoint.insecure,
-        ca_bundle=endpoint.ca_bundle,
-        label=f"{endpoint.role} registry {endpoint.registry}",
-        prefix=endpoint.prefix,
-        pool_size=pool_size,
-    )
+if TYPE_CHECKING:
+    from .plan import Plan
+from .clients import open_client
 
 
 def jobs_for(settings: Settings, images: Sequence[str] | None = None) -> list[ImageJob]:
@@ -73,15 +59,31 @@ class MirrorRun:
         return 0 if self.ok else 1
 
 
-def run_mirror(settings: Settings, progress: Progress | None = None) -> MirrorRun:
-    """Copy every image registry to registry and write ``mirror.xml`` and ``mirror.json``."""
-    jobs = jobs_for(settings)
+def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan | None" = None,
+               say: Callable[[str], None] = lambda _: None) -> MirrorRun:
+    """Copy every image registry to registry and write ``mirror.xml`` and ``mirror.json``.
+
+    Without a plan the release tag is SOURCE_DOCKER_TAG, or the newest release when it is unset;
+    with a plan every image is copied at the digest the plan pinned.
+    """
     started = time.monotonic()
     pool = settings.concurrency * 2 + 4
     with open_client(settings.source, pool_size=pool) as source, open_client(settings.target, pool_size=pool) as target:
+        if plan is not None:
+            jobs = [ImageJob(i.name, i.source_repository, i.digest, join_repository(settings.target.repository, i.name),
+                             target_tag_for(settings, plan.tag)) for i in plan.ok_images]
+            platforms = [Platform.parse(p) for p in plan.platforms]
+        else:
+            if settings.source.tag in AUTO_TAGS:
+                tag, reason = resolve_release_tag(settings, source)
+                say(f"Release tag: {tag} ({reason})")
+                settings = replace(settings, source=replace(settings.source, tag=tag),
+                                   target=replace(settings.target, tag=target_tag_for(settings, tag)))
+            jobs = jobs_for(settings)
+            platforms = list(settings.platforms)
         engine = CopyEngine(
             RegistryEndpoint(source), RegistryEndpoint(target),
-            concurrency=settings.concurrency, platforms=settings.platforms, progress=progress,
+            concurrency=settings.concurrency, platforms=platforms, progress=progress,
         )
         results = engine.copy_all(jobs)
     elapsed = time.monotonic() - started

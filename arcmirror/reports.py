@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -58,25 +59,43 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+@dataclass
+class Case:
+    """One JUnit test case: an image in one step."""
+
+    name: str
+    step: str
+    ok: bool
+    details: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    message: str | None = None
+    hint: str | None = None
+    skipped: bool = False
+
+
+def copy_case(step: str, result: ImageResult, source: str, target: str) -> Case:
+    return Case(result.job.name, step, result.ok, _details(result, source, target).splitlines(),
+                result.duration, result.error, result.hint)
+
+
+def junit(suite_name: str, cases: Sequence[Case]) -> str:
+    """A JUnit document: one test case per image; failures say what went wrong and what to do."""
+    out = []
+    for c in cases:
+        case = TestCase(name=c.name, classname=f"arcmirror.{c.step}", elapsed_sec=round(c.duration, 3),
+                        stdout="\n".join(c.details))
+        if c.skipped:
+            case.add_skipped_info(message=c.message or "skipped")
+        elif not c.ok:
+            message = (c.message or "failed") + (f" -- {c.hint}" if c.hint else "")
+            case.add_failure_info(message=message, output="\n".join(c.details), failure_type=f"{c.step}-failed")
+        out.append(case)
+    return to_xml_report_string([TestSuite(suite_name, out)], prettyprint=True, encoding="utf-8")
+
+
 def junit_for_copy(suite_name: str, step: str, results: Sequence[ImageResult],
                    refs: dict[str, tuple[str, str]]) -> str:
-    """A JUnit document: one test case per image, failures with the message and what to do."""
-    cases = []
-    for result in results:
-        source, target = refs[result.job.name]
-        case = TestCase(
-            name=result.job.name,
-            classname=f"arcmirror.{step}",
-            elapsed_sec=round(result.duration, 3),
-            stdout=_details(result, source, target),
-        )
-        if not result.ok:
-            message = result.error or "failed"
-            if result.hint:
-                message += f" -- {result.hint}"
-            case.add_failure_info(message=message, output=_details(result, source, target), failure_type="MirrorError")
-        cases.append(case)
-    return to_xml_report_string([TestSuite(suite_name, cases)], prettyprint=True, encoding="utf-8")
+    return junit(suite_name, [copy_case(step, r, *refs[r.job.name]) for r in results])
 
 
 def record(results: Sequence[ImageResult], refs: dict[str, tuple[str, str]]) -> dict:

@@ -53,7 +53,7 @@ def test_every_problem_is_listed_once(tmp_path):
         }, cwd=tmp_path)
     problems = err.value.problems
     joined = "\n".join(problems)
-    for name in ("SOURCE_DOCKER_REGISTRY", "SOURCE_DOCKER_REPOSITORY", "SOURCE_DOCKER_TAG is not set",
+    for name in ("SOURCE_DOCKER_REGISTRY", "SOURCE_DOCKER_REPOSITORY",
                  "TARGET_DOCKER_REGISTRY is not set", "TARGET_DOCKER_INSECURE", "TARGET_DOCKER_CA_BUNDLE",
                  "MIRROR_PLATFORMS", "'Bad Image'"):
         assert name in joined

@@ -29,6 +29,9 @@ class Target(Protocol):
 
     def resolve(self, repository: str, reference: str) -> str | None: ...
 
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """A manifest the target already holds (to check what it references)."""
+
     def has_blob(self, repository: str, digest: str) -> bool: ...
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:

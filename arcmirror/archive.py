@@ -1,0 +1,268 @@
+"""The air-gap archive: an OCI image layout in a tar file, with a manifest of contents and checksums.
+
+``export`` writes the planned images from the store; ``--since`` leaves out the blobs an earlier
+plan's archive already carried. ``import`` refuses an archive with an unsafe entry (absolute path,
+``..``, link, device) or any entry whose size or sha256 differs from the contents manifest, before
+pushing anything; then it pushes straight out of the tar (no extraction) and verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from .endpoints.layout import OCI_INDEX, REF_NAME, LayoutStore
+from .plan import Plan, PlannedImage
+from .reference import is_digest
+from .registry.client import CHUNK, MANIFEST_MEDIA_TYPES, Manifest, sha256_digest
+from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError
+
+CONTENTS = "arcmirror-archive.json"
+ARCHIVE_VERSION = 1
+_BLOB_NAME = re.compile(r"^blobs/sha256/[a-f0-9]{64}$")
+_FIXED_NAMES = {"oci-layout", "index.json", CONTENTS, "blobs", "blobs/sha256"}
+
+
+class ArchiveError(RegistryError):
+    """The archive is unsafe, damaged or incomplete."""
+
+
+def _ref_name(image: PlannedImage, tag: str) -> str:
+    return f"{image.name}:{tag}"
+
+
+def _sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    images: int
+    blobs: int
+    omitted: int
+    bytes: int
+
+
+def previous_blobs(plan_path: Path) -> set[str]:
+    """The blobs an earlier plan's archive carried (its images' config and layer blobs)."""
+    previous = Plan.load(plan_path)
+    return {d for image in previous.ok_images for d in image.blobs}
+
+
+def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str] | None = None) -> ExportResult:
+    """Write the planned images from ``store`` into ``archive`` (a tar of an OCI layout)."""
+    since = since or set()
+    files: dict[str, tuple[Path | bytes, int]] = {}
+    index_entries = []
+    omitted: dict[str, int] = {}
+    for image in plan.ok_images:
+        manifest_media = None
+        for digest in image.manifests:
+            path = store.blob_path(digest)
+            if not path.is_file():
+                raise NotFoundError(f"manifest {digest} of {image.name} is not in the store {store.path}",
+                                    "run 'invoke pull' first")
+            files[f"blobs/sha256/{digest[7:]}"] = (path, path.stat().st_size)
+            if digest == image.target_digest:
+                manifest_media = store.manifest(digest).media_type
+        for digest, size in image.blobs.items():
+            if digest in since:
+                omitted[digest] = size
+                continue
+            path = store.blob_path(digest)
+            if not path.is_file():
+                raise NotFoundError(f"blob {digest} of {image.name} is not in the store {store.path}",
+                                    "run 'invoke pull' first")
+            files[f"blobs/sha256/{digest[7:]}"] = (path, size)
+        index_entries.append({
+            "mediaType": manifest_media, "digest": image.target_digest,
+            "size": files[f"blobs/sha256/{image.target_digest[7:]}"][1],
+            "annotations": {REF_NAME: _ref_name(image, plan.tag), "org.arcmirror.source": image.source},
+        })
+    small = {
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "index.json": json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries},
+                                 indent=2).encode(),
+    }
+    listing = [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in small.items()]
+    listing += [{"path": name, "size": size, "sha256": name.rsplit("/", 1)[1]} for name, (_, size) in sorted(files.items())]
+    contents = {
+        "version": ARCHIVE_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tag": plan.tag,
+        "plan": json.loads(plan.to_json()),
+        "files": listing,
+        "omitted_blobs": [{"digest": d, "size": s} for d, s in sorted(omitted.items())],
+    }
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(f".{archive.name}.partial")
+    total = 0
+    try:
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, CONTENTS, json.dumps(contents, indent=2).encode())
+            for name, data in small.items():
+                _add_bytes(tar, name, data)
+            for name, (path, size) in sorted(files.items()):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = size, 0o644, 0
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+                total += size
+        os.replace(partial, archive)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return ExportResult(archive, len(index_entries), len(files), len(omitted), total)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _safe_name(member: tarfile.TarInfo) -> str | None:
+    """Why ``member`` is unsafe or unexpected, or None when it is fine."""
+    name = member.name
+    if member.issym() or member.islnk():
+        return f"{name!r} is a link"
+    if not (member.isfile() or member.isdir()):
+        return f"{name!r} is not a regular file"
+    if name.startswith("/") or PurePosixPath(name).is_absolute():
+        return f"{name!r} is an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return f"{name!r} leaves the archive's folder ('..')"
+    clean = name.rstrip("/").removeprefix("./")
+    if clean not in _FIXED_NAMES and not _BLOB_NAME.match(clean):
+        return f"{name!r} is not part of an arcmirror archive"
+    return None
+
+
+class ArchiveReader:
+    """Reads an archive made by :func:`export_archive` without extracting it.
+
+    :meth:`check` must pass before anything else is used: it refuses unsafe entries and checks
+    every entry's size and sha256 against the contents manifest.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.label = f"archive {self.path}"
+        self._members: dict[str, tarfile.TarInfo] = {}
+        self.contents: dict = {}
+
+    def check(self) -> None:
+        try:
+            with tarfile.open(self.path, "r:") as tar:
+                members = tar.getmembers()
+        except FileNotFoundError:
+            raise ArchiveError(f"the archive {self.path} does not exist") from None
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArchiveError(f"the archive {self.path} is damaged or truncated: {exc}",
+                               "copy the archive again; nothing was pushed from it") from None
+        for member in members:
+            if problem := _safe_name(member):
+                raise ArchiveError(f"the archive {self.path} is refused: {problem}",
+                                   "use an archive written by 'invoke export'; nothing was pushed from it")
+            if member.isfile():
+                self._members[member.name.removeprefix("./")] = member
+        if CONTENTS not in self._members:
+            raise ArchiveError(f"the archive {self.path} has no {CONTENTS}", "use an archive written by 'invoke export'")
+        try:
+            self.contents = json.loads(self._read_member(CONTENTS))
+            listing = {f["path"]: (int(f["size"]), f["sha256"]) for f in self.contents["files"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"the contents manifest of {self.path} is unreadable: {exc}") from None
+        for name, (size, checksum) in listing.items():
+            member = self._members.get(name)
+            if member is None:
+                raise ArchiveError(f"the archive {self.path} is incomplete: entry {name} is missing",
+                                   "copy the archive again; nothing was pushed from it")
+            if member.size != size:
+                raise ArchiveError(f"entry {name} of {self.path} is {member.size} bytes, the contents manifest says {size}",
+                                   "copy the archive again; nothing was pushed from it")
+            if self._hash_member(member) != checksum:
+                raise ArchiveError(f"entry {name} of {self.path} is corrupt: its sha256 differs from the contents manifest",
+                                   "copy the archive again; nothing was pushed from it")
+        extra = set(self._members) - set(listing) - {CONTENTS}
+        if extra:
+            raise ArchiveError(f"the archive {self.path} has entries its contents manifest does not list: "
+                               f"{', '.join(sorted(extra)[:3])}", "use an archive written by 'invoke export'")
+
+    def _read_member(self, name: str) -> bytes:
+        return b"".join(self._iter_member(self._members[name]))
+
+    def _iter_member(self, member: tarfile.TarInfo) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:  # a handle of its own: safe from many threads
+            handle.seek(member.offset_data)
+            left = member.size
+            while left > 0:
+                chunk = handle.read(min(CHUNK, left))
+                if not chunk:
+                    raise ArchiveError(f"the archive {self.path} ends inside entry {member.name}")
+                left -= len(chunk)
+                yield chunk
+
+    def _hash_member(self, member: tarfile.TarInfo) -> str:
+        hasher = hashlib.sha256()
+        for chunk in self._iter_member(member):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def plan(self) -> Plan:
+        data = dict(self.contents["plan"])
+        data.pop("totals", None)
+        return Plan(images=[PlannedImage(**i) for i in data.pop("images")], **data)
+
+    @property
+    def omitted(self) -> set[str]:
+        return {b["digest"] for b in self.contents.get("omitted_blobs", [])}
+
+    # -- the Source interface: repository = image name, reference = the archive's tag or a digest --
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        if is_digest(reference):
+            return reference if f"blobs/sha256/{reference[7:]}" in self._members else None
+        index = json.loads(self._read_member("index.json"))
+        for entry in index.get("manifests", []):
+            if (entry.get("annotations") or {}).get(REF_NAME) == f"{repository}:{reference}":
+                return entry.get("digest")
+        return None
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        digest = self.resolve(repository, reference)
+        if digest is None:
+            raise NotFoundError(f"{repository}:{reference} is not in the {self.label}")
+        data = self._read_member(f"blobs/sha256/{digest[7:]}")
+        if sha256_digest(data) != digest:
+            raise DigestMismatchError(f"manifest {digest} in the {self.label} is corrupt")
+        body = json.loads(data)
+        media_type = body.get("mediaType") or ("application/vnd.oci.image.index.v1+json" if "manifests" in body
+                                               else "application/vnd.oci.image.manifest.v1+json")
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            raise ProtocolError(f"manifest {digest} in the {self.label} has media type {media_type!r}")
+        return Manifest(data, media_type, digest)
+
+    def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
+        member = self._members.get(f"blobs/sha256/{digest[7:]}")
+        if member is None:
+            why = ("it was left out because an earlier archive carried it, and the target does not have it"
+                   if digest in self.omitted else "it is not in the archive")
+            raise NotFoundError(f"blob {digest} of {repository} cannot be pushed: {why}",
+                                "import the earlier (full) archive first, then this one")
+        return self._iter_member(member)

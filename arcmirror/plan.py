@@ -1,0 +1,292 @@
+"""Discover: which release, which images, what each is made of, and what the target already has.
+
+The plan (``reports/plan.json``) pins every image to a manifest digest: later steps copy exactly
+that digest even if the source tag moves in the meantime.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import Platform, Settings
+from .endpoints.base import Source, Target
+from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of
+from .reference import ImageRef, join_repository, tag_problem
+from .registry.client import RegistryClient
+from .registry.errors import NotFoundError, ProtocolError, RegistryError
+
+PLAN_VERSION = 1
+AUTO_TAGS = ("", "latest-release")
+DEFAULT_RELEASE_PATTERN = re.compile(r"^v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)_(?P<date>\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass
+class PlannedImage:
+    name: str
+    source: str  # full reference, for people
+    source_repository: str
+    target: str
+    target_repository: str
+    target_tag: str
+    digest: str | None = None  # the source manifest digest, pinned
+    target_digest: str | None = None  # what the target tag will point at (differs when an index is filtered)
+    media_type: str | None = None
+    platforms: list[str] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)  # every manifest digest of the (filtered) tree
+    blobs: dict[str, int] = field(default_factory=dict)  # digest -> size
+    in_target: bool | None = None  # None: the target could not be asked
+    bytes_in_target: int = 0
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.blobs.values())
+
+
+@dataclass
+class Plan:
+    source_registry: str
+    source_repository: str
+    target_registry: str
+    target_repository: str
+    tag: str
+    target_tag: str
+    tag_reason: str
+    image_source: str  # "image set FILE" or "catalog"
+    platforms: list[str]
+    images: list[PlannedImage]
+    missing: list[str] = field(default_factory=list)  # in the set, not in the source with the tag
+    extra: list[str] = field(default_factory=list)  # in the source catalog with the tag, not in the set
+    created: str = ""
+    version: int = PLAN_VERSION
+
+    @property
+    def ok_images(self) -> list[PlannedImage]:
+        return [i for i in self.images if i.ok]
+
+    def totals(self) -> dict:
+        unique: dict[str, int] = {}
+        present: dict[str, int] = {}
+        for image in self.ok_images:
+            unique.update(image.blobs)
+        for image in self.ok_images:
+            if image.in_target:
+                present.update(image.blobs)
+        return {
+            "images": len(self.images),
+            "images_ok": len(self.ok_images),
+            "images_in_target": sum(bool(i.in_target) for i in self.ok_images),
+            "unique_blobs": len(unique),
+            "unique_bytes": sum(unique.values()),
+            "bytes_in_target": max(sum(present.values()), sum(i.bytes_in_target for i in self.ok_images)),
+        }
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["totals"] = self.totals()
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> "Plan":
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise PlanError(f"the plan {path} does not exist", "run 'invoke discover' first") from None
+        except (OSError, ValueError) as exc:
+            raise PlanError(f"the plan {path} cannot be read: {exc}", "run 'invoke discover' again") from None
+        if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
+            raise PlanError(f"the plan {path} is not an arcmirror plan of version {PLAN_VERSION}",
+                            "run 'invoke discover' again")
+        data.pop("totals", None)
+        try:
+            images = [PlannedImage(**i) for i in data.pop("images")]
+            return cls(images=images, **data)
+        except TypeError as exc:
+            raise PlanError(f"the plan {path} is malformed: {exc}", "run 'invoke discover' again") from None
+
+
+class PlanError(RegistryError):
+    """The plan file is missing or unusable."""
+
+
+# -- the release tag ---------------------------------------------------------------------------
+
+def release_key(tag: str, pattern: re.Pattern[str]) -> tuple | None:
+    """A sort key for a release tag (version numbers, then date), or None when it is not a release."""
+    match = pattern.match(tag)
+    if not match:
+        return None
+    groups = match.groupdict()
+    if {"major", "minor", "patch"} <= groups.keys():
+        return (int(groups["major"]), int(groups["minor"]), int(groups["patch"]), groups.get("date") or "")
+    return tuple(int(n) if n.isdigit() else n for n in re.findall(r"\d+|[A-Za-z]+", tag))
+
+
+def choose_release_tag(tags: Sequence[str], pattern: re.Pattern[str], where: str = "") -> tuple[str, str]:
+    """The newest release tag and a sentence saying why it was chosen."""
+    releases = sorted(((release_key(t, pattern), t) for t in tags if release_key(t, pattern)), reverse=True)
+    if not releases:
+        raise NotFoundError(
+            f"none of the {len(tags)} tags matches the release-tag pattern {pattern.pattern}",
+            "set SOURCE_DOCKER_TAG to the release to mirror",
+        )
+    newest = releases[0][1]
+    others = [t for _, t in releases[1:4]]
+    reason = (f"newest of {len(releases)} release tags{' of ' + where if where else ''} (by version, then date)"
+              + (f"; next: {', '.join(others)}" if others else "")
+              + (f"; {len(tags) - len(releases)} other tags ignored" if len(tags) > len(releases) else ""))
+    return newest, reason
+
+
+def target_tag_for(settings: Settings, release_tag: str) -> str:
+    """TARGET_DOCKER_TAG when it was set on its own, else the release tag."""
+    own = settings.target.tag
+    return own if own not in AUTO_TAGS and own != settings.source.tag else release_tag
+
+
+def resolve_release_tag(settings: Settings, client: RegistryClient, reference_image: str | None = None,
+                        pattern: re.Pattern[str] | None = None) -> tuple[str, str]:
+    """SOURCE_DOCKER_TAG, or the newest release tag of the set's reference image; with the reason."""
+    from .imageset import load_image_set
+
+    tag = settings.source.tag
+    if tag not in AUTO_TAGS:
+        return tag, "given by SOURCE_DOCKER_TAG"
+    image_set = load_image_set(settings.image_set) if settings.image_set.is_file() else None
+    pattern = pattern or (image_set.release_tag_pattern if image_set else DEFAULT_RELEASE_PATTERN)
+    ref_image = reference_image or (image_set.reference_image if image_set and image_set.reference_image in settings.images
+                                    else settings.images[0])
+    repo = join_repository(settings.source.repository, ref_image)
+    return choose_release_tag(client.list_tags(repo), pattern, f"{settings.source.registry}/{repo}")
+
+
+# -- discovery ---------------------------------------------------------------------------------
+
+def _catalog_images(client: RegistryClient, repository: str) -> list[str]:
+    prefix = f"{repository}/" if repository else ""
+    return sorted(r[len(prefix):] for r in client.catalog() if r.startswith(prefix) and len(r) > len(prefix))
+
+
+def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | None,
+               platforms: Sequence[Platform]) -> PlannedImage:
+    """Fill in one image: pinned digest, tree, blobs, and what the target has. Errors land on the image."""
+    try:
+        digest = source.resolve(image.source_repository, tag)
+        if digest is None:
+            raise NotFoundError(f"{image.source} does not exist on the {source.label}",
+                                "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)")
+        top = source.get_manifest(image.source_repository, digest)
+        image.digest, image.media_type = digest, top.media_type
+        if is_index(top) and platforms:
+            top = filter_index(top, platforms, image.source)
+        image.target_digest = top.digest
+        image.platforms = platforms_of(top)
+        pending = [top]
+        while pending:
+            manifest = pending.pop()
+            image.manifests.append(manifest.digest)
+            where = f"{image.source_repository}@{manifest.digest}"
+            if is_index(manifest):
+                if len(image.manifests) > 64:
+                    raise ProtocolError(f"{image.source} has more than 64 nested manifests")
+                pending += [source.get_manifest(image.source_repository, d) for d in children_of(manifest, where)
+                            if d not in image.manifests]
+            else:
+                image.blobs.update(blobs_of(manifest, where))
+    except RegistryError as exc:
+        image.error, image.hint = exc.message, exc.hint
+        return image
+    if target is not None:
+        try:
+            image.in_target = target.resolve(image.target_repository, image.target_tag) == image.target_digest
+            if image.in_target:
+                image.bytes_in_target = image.bytes
+            else:
+                image.bytes_in_target = sum(size for d, size in image.blobs.items()
+                                            if target.has_blob(image.target_repository, d))
+        except RegistryError:
+            image.in_target = None
+    return image
+
+
+def discover(
+    settings: Settings,
+    source: Source,
+    source_client: RegistryClient,
+    target: Target | None,
+    *,
+    mode: str = "set",
+    image_set_pattern: re.Pattern[str] | None = None,
+    reference_image: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """Resolve the tag, the image list and every image's content into a :class:`Plan`."""
+    src = settings.source
+    tag, reason = resolve_release_tag(settings, source_client, reference_image, image_set_pattern)
+    if src.tag in AUTO_TAGS:
+        say(f"Release tag: {tag} ({reason})")
+    target_tag = target_tag_for(settings, tag)
+    if problem := tag_problem(tag):
+        raise NotFoundError(f"the chosen release tag {tag!r} {problem}")
+
+    names = list(settings.images)
+    missing: list[str] = []
+    extra: list[str] = []
+    if mode == "catalog":
+        candidates = _catalog_images(source_client, src.repository)
+        with ThreadPoolExecutor(settings.concurrency) as pool:
+            has_tag = list(pool.map(lambda n: source.resolve(join_repository(src.repository, n), tag) is not None,
+                                    candidates))
+        tagged = [n for n, ok in zip(candidates, has_tag) if ok]
+        extra = [n for n in tagged if n not in names]
+        missing = [n for n in names if n not in tagged]
+        names = tagged
+        image_source = f"catalog of {src.registry}/{src.repository or '.'}"
+        if extra:
+            say(f"In the catalog with tag {tag} but not in the image set: {', '.join(extra)}")
+        if missing:
+            say(f"In the image set but not in the catalog with tag {tag}: {', '.join(missing)}")
+    else:
+        image_source = settings.images_from
+
+    images = [
+        PlannedImage(
+            name=name,
+            source=str(ImageRef(src.registry, join_repository(src.repository, name), tag)),
+            source_repository=join_repository(src.repository, name),
+            target=str(ImageRef(settings.target.registry, join_repository(settings.target.repository, name), target_tag)),
+            target_repository=join_repository(settings.target.repository, name),
+            target_tag=target_tag,
+        )
+        for name in names
+    ]
+    with ThreadPoolExecutor(settings.concurrency) as pool:
+        images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms), images))
+    if mode != "catalog":
+        missing = [i.name for i in images if not i.ok and "does not exist" in (i.error or "")]
+    return Plan(
+        source_registry=src.registry,
+        source_repository=src.repository,
+        target_registry=settings.target.registry,
+        target_repository=settings.target.repository,
+        tag=tag,
+        target_tag=target_tag,
+        tag_reason=reason,
+        image_source=image_source,
+        platforms=[str(p) for p in settings.platforms],
+        images=images,
+        missing=missing,
+        extra=extra,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )

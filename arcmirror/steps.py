@@ -1,0 +1,262 @@
+"""The pipeline steps: discover, pull, tag, push (and the shared bits of every step's run).
+
+Each step reads the plan (``reports/plan.json``, written by discover), does its work for every
+planned image, and writes its own JUnit report, one test case per image.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from . import reports
+from .config import Platform, Settings
+from .copy import CopyEngine, ImageJob, ImageResult, Progress
+from .endpoints.layout import LayoutEndpoint, LayoutStore
+from .endpoints.registry import RegistryEndpoint
+from .clients import open_client
+from .plan import AUTO_TAGS, Plan, PlanError, PlannedImage, discover, target_tag_for
+from .reference import join_repository
+from .registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from .archive import ExportResult
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class StepRun:
+    step: str
+    cases: list[reports.Case]
+    junit: Path
+    elapsed: float
+    results: list[ImageResult] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok or c.skipped for c in self.cases)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def summary(self) -> str:
+        failed = [c for c in self.cases if not c.ok and not c.skipped]
+        lines = [f"{self.step}: {len(self.cases)} images, {len(failed)} failed ({self.elapsed:.1f}s)"]
+        lines += [f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else "")
+                  for c in failed]
+        lines.append(f"JUnit report: {self.junit}")
+        return "\n".join(lines)
+
+
+def write_step(settings: Settings, step: str, cases: list[reports.Case], started: float,
+               record: dict | None = None, results: Sequence[ImageResult] = ()) -> StepRun:
+    junit = settings.report_dir / f"{step}.xml"
+    reports.write_atomic(junit, reports.junit(f"arcmirror {step}", cases))
+    if record is not None:
+        reports.write_json(settings.report_dir / f"{step}.json", record)
+    return StepRun(step, cases, junit, time.monotonic() - started, list(results), record or {})
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+def run_discover(settings: Settings, say: Say = lambda _: None) -> tuple[Plan, StepRun]:
+    """Resolve the release into a plan; write ``plan.json`` and ``discover.xml``."""
+    started = time.monotonic()
+    with ExitStack() as stack:
+        source_client = stack.enter_context(open_client(settings.source))
+        target = None
+        if settings.target.registry:  # pull and export need no target: nothing to compare with
+            target = RegistryEndpoint(stack.enter_context(open_client(settings.target)))
+        plan = discover(settings, RegistryEndpoint(source_client), source_client, target,
+                        mode=settings.discover, say=say)
+    reports.write_atomic(settings.plan_path, plan.to_json())
+    cases = []
+    for image in plan.images:
+        details = [f"source: {image.source}", f"target: {image.target}", f"digest: {image.digest or '-'}"]
+        if image.target_digest and image.target_digest != image.digest:
+            details.append(f"target digest (index filtered to {', '.join(plan.platforms)}): {image.target_digest}")
+        details += [f"media type: {image.media_type or '-'}", f"platforms: {', '.join(image.platforms) or '-'}",
+                    f"blobs: {len(image.blobs)} ({reports.human_bytes(image.bytes)})",
+                    f"in target: {'unknown' if image.in_target is None else 'yes' if image.in_target else 'no'}"]
+        cases.append(reports.Case(image.name, "discover", image.ok, details, message=image.error, hint=image.hint))
+    if settings.discover == "catalog":
+        cases += [reports.Case(name, "discover", True, skipped=True,
+                               message=f"in the image set but no repository in the source carries tag {plan.tag}")
+                  for name in plan.missing]
+    run = write_step(settings, "discover", cases, started)
+    run.extra = {"plan": str(settings.plan_path)}
+    return plan, run
+
+
+def plan_summary(plan: Plan, path: Path) -> str:
+    t = plan.totals()
+    lines = [
+        f"Release {plan.tag} ({plan.tag_reason}); images from {plan.image_source}",
+        f"{t['images_ok']} of {t['images']} images found; {t['unique_blobs']} unique blobs, "
+        f"{reports.human_bytes(t['unique_bytes'])}; the target already has {t['images_in_target']} images "
+        f"and {reports.human_bytes(t['bytes_in_target'])}",
+    ]
+    if plan.extra:
+        lines.append(f"Not in the image set but in the source with this tag: {', '.join(plan.extra)}")
+    if plan.missing:
+        lines.append(f"In the image set but not in the source with this tag: {', '.join(plan.missing)}")
+    lines.append(f"Plan: {path}")
+    return "\n".join(lines)
+
+
+def load_plan(settings: Settings, path: Path | None, say: Say) -> Plan:
+    """The plan a step works from: the given file, else ``reports/plan.json``, else a fresh discovery."""
+    chosen = path or settings.plan_path
+    if path is None and not chosen.exists():
+        say(f"No plan at {chosen}: discovering first")
+        plan, _ = run_discover(settings, say)
+        return plan
+    plan = Plan.load(chosen)
+    tag = settings.source.tag
+    if tag not in AUTO_TAGS and tag != plan.tag:
+        raise PlanError(f"the plan {chosen} is for release {plan.tag}, but SOURCE_DOCKER_TAG is {tag}",
+                        "run 'invoke discover' for the new release, or unset SOURCE_DOCKER_TAG")
+    if plan.source_registry != settings.source.registry:
+        raise PlanError(f"the plan {chosen} is for source {plan.source_registry}, not {settings.source.registry}",
+                        "run 'invoke discover' again")
+    say(f"Plan {chosen}: release {plan.tag}, {len(plan.ok_images)} images (made {plan.created})")
+    return plan
+
+
+def target_of(settings: Settings, plan: Plan, image: PlannedImage) -> tuple[str, str]:
+    """Where an image goes, following the current TARGET_DOCKER_* settings."""
+    return join_repository(settings.target.repository, image.name), target_tag_for(settings, plan.tag)
+
+
+def _failed_plan_cases(step: str, plan: Plan) -> list[reports.Case]:
+    return [reports.Case(i.name, step, False, [f"source: {i.source}"], message=f"not planned: {i.error}", hint=i.hint)
+            for i in plan.images if not i.ok]
+
+
+def _copy_step(settings: Settings, plan: Plan, step: str, engine: CopyEngine, jobs: list[ImageJob],
+               refs: dict[str, tuple[str, str]], started: float, preflight: list[reports.Case]) -> StepRun:
+    results = engine.copy_all(jobs)
+    cases = [reports.copy_case(step, r, *refs[r.job.name]) for r in results] + preflight + _failed_plan_cases(step, plan)
+    record = reports.record(results, refs)
+    record["plan"] = {"tag": plan.tag, "created": plan.created}
+    return write_step(settings, step, cases, started, record, results)
+
+
+# -- pull / tag / push ---------------------------------------------------------------------------
+
+def run_pull(settings: Settings, plan: Plan, progress: Progress | None = None) -> StepRun:
+    """Copy every planned image, by its pinned digest, into the local OCI layout store."""
+    started = time.monotonic()
+    store = LayoutStore(settings.store)
+    store.init()
+    jobs = [ImageJob(i.name, i.source_repository, i.digest, i.source_repository, plan.tag) for i in plan.ok_images]
+    refs = {i.name: (i.source, f"{settings.store}:{i.source}") for i in plan.ok_images}
+    with open_client(settings.source, pool_size=settings.concurrency * 2 + 4) as client:
+        engine = CopyEngine(RegistryEndpoint(client), LayoutEndpoint(store, plan.source_registry),
+                            concurrency=settings.concurrency, platforms=[Platform.parse(p) for p in plan.platforms],
+                            progress=progress)
+        return _copy_step(settings, plan, "pull", engine, jobs, refs, started, [])
+
+
+def run_tag(settings: Settings, plan: Plan) -> StepRun:
+    """Name every stored image with its target reference (``ref.name`` in the layout's index)."""
+    started = time.monotonic()
+    store = LayoutStore(settings.store)
+    source_view = LayoutEndpoint(store, plan.source_registry)
+    target_view = LayoutEndpoint(store, settings.target.registry)
+    cases = []
+    for image in plan.ok_images:
+        repo, tag = target_of(settings, plan, image)
+        target_ref = target_view.ref_name(repo, tag)
+        details = [f"stored as: {source_view.ref_name(image.source_repository, plan.tag)}", f"target: {target_ref}"]
+        try:
+            digest = source_view.resolve(image.source_repository, plan.tag)
+            if digest is None:
+                raise PlanError(f"{image.source} is not in the store {settings.store}", "run 'invoke pull' first")
+            if digest != image.target_digest:
+                raise PlanError(f"the store holds {digest} for {image.source}, but the plan pinned {image.target_digest}",
+                                "run 'invoke pull' again")
+            store.set_ref(target_ref, store.manifest(digest))
+            cases.append(reports.Case(image.name, "tag", True, details + [f"digest: {digest}"]))
+        except RegistryError as exc:
+            cases.append(reports.Case(image.name, "tag", False, details, message=exc.message, hint=exc.hint))
+    return write_step(settings, "tag", cases + _failed_plan_cases("tag", plan), started)
+
+
+def run_push(settings: Settings, plan: Plan, progress: Progress | None = None) -> StepRun:
+    """Push the tagged images from the store to the target: skip, mount or stream each blob."""
+    started = time.monotonic()
+    store = LayoutStore(settings.store)
+    view = LayoutEndpoint(store, settings.target.registry)
+    jobs, refs, preflight = [], {}, []
+    for image in plan.ok_images:
+        repo, tag = target_of(settings, plan, image)
+        refs[image.name] = (f"{settings.store}:{view.ref_name(repo, tag)}", view.ref_name(repo, tag))
+        digest = view.resolve(repo, tag)
+        if digest is None or digest != image.target_digest:
+            found = "is not in the store" if digest is None else f"points at {digest}, not the planned {image.target_digest}"
+            preflight.append(reports.Case(image.name, "push", False, [f"target: {view.ref_name(repo, tag)}"],
+                                          message=f"{view.ref_name(repo, tag)} {found}",
+                                          hint="run 'invoke pull' and 'invoke tag' first"))
+            continue
+        jobs.append(ImageJob(image.name, repo, digest, repo, tag))
+    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
+        engine = CopyEngine(view, RegistryEndpoint(client), concurrency=settings.concurrency, progress=progress)
+        return _copy_step(settings, plan, "push", engine, jobs, refs, started, preflight)
+
+
+# -- the air-gap archive -------------------------------------------------------------------------
+
+def run_export(settings: Settings, plan: Plan, archive: Path, since: Path | None = None,
+               progress: Progress | None = None) -> tuple[StepRun, "ExportResult | None"]:
+    """Pull what the store lacks, then write the planned images into ``archive``."""
+    from .archive import export_archive, previous_blobs
+
+    started = time.monotonic()
+    pulled = run_pull(settings, plan, progress)
+    result = None
+    cases = [replace(c, step="export") for c in pulled.cases]
+    if pulled.ok:
+        try:
+            result = export_archive(plan, LayoutStore(settings.store), archive, previous_blobs(since) if since else None)
+        except RegistryError as exc:
+            cases = [replace(c, ok=False, message=exc.message, hint=exc.hint) for c in cases]
+        else:
+            note = f"archive: {result.path} ({result.blobs} blobs, {reports.human_bytes(result.bytes)}" + \
+                   (f", {result.omitted} blobs left out as already carried by {since})" if since else ")")
+            cases = [replace(c, details=c.details + [note]) for c in cases]
+    else:
+        cases = [c if not c.ok else replace(c, ok=False, message="not exported: another image failed to pull",
+                                            hint="fix the failed images and export again") for c in cases]
+    return write_step(settings, "export", cases, started), result
+
+
+def run_import(settings: Settings, archive: Path, progress: Progress | None = None,
+               deep: bool = False) -> list[StepRun]:
+    """Check the archive, push its images to the target, then verify them."""
+    from .archive import ArchiveError, ArchiveReader
+    from .verify import run_verify
+
+    started = time.monotonic()
+    reader = ArchiveReader(archive)
+    try:
+        reader.check()
+    except ArchiveError as exc:
+        return [write_step(settings, "import", [reports.Case("archive", "import", False, [f"archive: {archive}"],
+                                                             message=exc.message, hint=exc.hint)], started)]
+    plan = reader.plan()
+    jobs, refs = [], {}
+    for image in plan.ok_images:
+        repo, tag = target_of(settings, plan, image)
+        jobs.append(ImageJob(image.name, image.name, image.target_digest, repo, tag))
+        refs[image.name] = (f"{archive}:{image.name}@{image.target_digest}", f"{settings.target.registry}/{repo}:{tag}")
+    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
+        engine = CopyEngine(reader, RegistryEndpoint(client), concurrency=settings.concurrency, progress=progress)
+        pushed = _copy_step(settings, plan, "import", engine, jobs, refs, started, [])
+    return [pushed, run_verify(settings, plan, deep=deep)]

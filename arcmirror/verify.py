@@ -1,0 +1,91 @@
+"""Verify: the target holds exactly what the plan says, for every image."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import reports
+from .clients import open_client
+from .config import Settings
+from .endpoints.registry import RegistryEndpoint
+from .manifests import blobs_of, children_of, is_index
+from .plan import Plan, PlannedImage
+from .registry.client import CHUNK, RegistryClient
+from .registry.errors import RegistryError
+from .steps import StepRun, target_of, write_step
+
+
+def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
+    hasher = hashlib.sha256()
+    for chunk in RegistryEndpoint(client).iter_blob(repo, digest, size):
+        hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool) -> reports.Case:
+    """Check one image: its tag, every manifest (GET) and every blob (HEAD, or re-hashed with ``deep``)."""
+    started = time.monotonic()
+    ref = f"{client.registry}/{repo}:{tag}"
+    details = [f"target: {ref}", f"expected digest: {image.target_digest}"]
+    problems: list[str] = []
+    try:
+        found = client.head_manifest(repo, tag)
+        details.append(f"target digest: {found or '-'}")
+        if found is None:
+            problems.append(f"{ref} does not exist")
+        elif found != image.target_digest:
+            problems.append(f"{ref} points at {found}, not the planned {image.target_digest}")
+        manifests_seen, blobs_seen = [], {}
+        pending = [image.target_digest]
+        while pending:
+            digest = pending.pop()
+            manifests_seen.append(digest)
+            try:
+                manifest = client.get_manifest(repo, digest)
+            except RegistryError as exc:
+                problems.append(f"manifest {digest} is missing or unreadable: {exc.message}")
+                continue
+            where = f"{repo}@{digest}"
+            if is_index(manifest):
+                pending += [d for d in children_of(manifest, where) if d not in manifests_seen]
+            else:
+                blobs_seen.update(blobs_of(manifest, where))
+        missing = [d for d in blobs_seen if not client.has_blob(repo, d)]
+        problems += [f"blob {d} ({blobs_seen[d]} bytes) is missing" for d in missing]
+        if deep:
+            for digest in sorted(set(blobs_seen) - set(missing)):
+                got = _rehash(client, repo, digest, blobs_seen[digest])
+                if got != digest:
+                    problems.append(f"blob {digest} has content whose digest is {got}")
+        if image.blobs and set(blobs_seen) != set(image.blobs) and not problems:
+            problems.append("the target's image has other blobs than planned")
+        details += [f"manifests checked: {len(manifests_seen)}", f"blobs checked: {len(blobs_seen)}"
+                    + (" (re-hashed)" if deep else " (HEAD)")]
+    except RegistryError as exc:
+        problems.append(exc.message)
+        hint = exc.hint
+    else:
+        hint = "run 'invoke mirror' (or pull, tag and push) again: only what is missing is sent"
+    details += [f"problem: {p}" for p in problems]
+    message = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+    return reports.Case(image.name, "verify", not problems, details, time.monotonic() - started,
+                        message or None, hint if problems else None)
+
+
+def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
+    started = time.monotonic()
+    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
+        def one(image: PlannedImage) -> reports.Case:
+            repo, tag = target_of(settings, plan, image)
+            if not image.ok:
+                return reports.Case(image.name, "verify", False, [f"source: {image.source}"],
+                                    message=f"not planned: {image.error}", hint=image.hint)
+            return verify_image(client, image, repo, tag, deep)
+
+        with ThreadPoolExecutor(settings.concurrency) as pool:
+            cases = list(pool.map(one, plan.images))
+    record = {"images": [{"name": c.name, "ok": c.ok, "problem": c.message} for c in cases],
+              "deep": deep, "plan": {"tag": plan.tag, "created": plan.created}}
+    return write_step(settings, "verify", cases, started, record)

@@ -176,3 +176,26 @@ def token_release(release_layout, token_registry: Registry) -> Release:
     layout, refs = release_layout
     return load_release(layout, refs, token_registry, RELEASE_REPO, RELEASE_TAG,
                         docker_format=DOCKER_NAMES)
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[..., "FaultProxy"]]:
+    """Factory ``fault_proxy(upstream, port=None)``: a started fault-injecting proxy.
+
+    ``upstream`` is a plain-HTTP :class:`Registry` (or its ``"127.0.0.1:PORT"``);
+    point clients at ``proxy.host``/``proxy.url``. Every proxy is stopped at teardown.
+    See :mod:`arcmirror.testbed.faultproxy`.
+    """
+    from arcmirror.testbed.faultproxy import FaultProxy
+
+    proxies: list[FaultProxy] = []
+
+    def factory(upstream: Registry | str, port: int | None = None) -> FaultProxy:
+        host = upstream.host if isinstance(upstream, Registry) else upstream
+        proxy = FaultProxy(host, port=port)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield factory
+    for proxy in reversed(proxies):
+        proxy.stop()

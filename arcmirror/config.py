@@ -8,6 +8,7 @@ so a user fixes them all in one go. Passwords are held as :class:`~arcmirror.sec
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -258,7 +259,7 @@ def load_settings(
 
     concurrency_raw = (get("MIRROR_CONCURRENCY") or str(DEFAULT_CONCURRENCY)).strip()
     concurrency = DEFAULT_CONCURRENCY
-    if not concurrency_raw.isdigit() or not 1 <= int(concurrency_raw) <= 64:
+    if not re.fullmatch(r"[0-9]{1,3}", concurrency_raw) or not 1 <= int(concurrency_raw) <= 64:
         problems.append(f"MIRROR_CONCURRENCY={concurrency_raw!r} must be a whole number from 1 to 64")
     else:
         concurrency = int(concurrency_raw)

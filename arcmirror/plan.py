@@ -130,7 +130,7 @@ def release_key(tag: str, pattern: re.Pattern[str]) -> tuple | None:
     groups = match.groupdict()
     if {"major", "minor", "patch"} <= groups.keys():
         return (int(groups["major"]), int(groups["minor"]), int(groups["patch"]), groups.get("date") or "")
-    return tuple(int(n) if n.isdigit() else n for n in re.findall(r"\d+|[A-Za-z]+", tag))
+    return tuple(int(n) if n[0] in "0123456789" else n for n in re.findall(r"[0-9]+|[A-Za-z]+", tag))
 
 
 def choose_release_tag(tags: Sequence[str], pattern: re.Pattern[str], where: str = "") -> tuple[str, str]:

@@ -35,7 +35,7 @@ def registry_problem(value: str) -> str | None:
     if any(ch.isspace() for ch in value):
         return "must not contain spaces"
     host, port = split_host_port(value)
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+    if port is not None and not (re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):
         return f"has an invalid port {port!r}"
     if host.startswith("["):
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -552,7 +553,7 @@ def _next_link(response: requests.Response, base_url: str, label: str) -> str | 
 
 def _read_capped(response: requests.Response, cap: int, what: str) -> bytes:
     declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > cap:
+    if declared and re.fullmatch(r"[0-9]{1,18}", declared) and int(declared) > cap:
         raise ProtocolError(f"{what} is {int(declared)} bytes, more than the {cap}-byte limit for a manifest")
     buf = bytearray()
     try:

@@ -51,6 +51,8 @@ VARIABLES: dict[str, str] = {
     "MIRROR_ENV_FILE": "the .env file to read (default ./.env; a named file must exist)",
     "MIRROR_DISCOVER": "set (default): images from the image set; catalog: every repository with the tag",
     "MIRROR_STORE": "the local OCI layout used by pull/tag/push/export (default .arcmirror/store)",
+    "MIRROR_TIMEOUT": "seconds without a byte before a connection counts as stalled (default 60)",
+    "MIRROR_RETRIES": "attempts for each request and each blob before giving up (default 5)",
 }
 DISCOVER_MODES = ("set", "catalog")
 
@@ -122,6 +124,8 @@ class Settings:
     images_from: str = "image set"
     discover: str = "set"
     store: Path = Path(".arcmirror/store")
+    timeout: float = 60.0
+    retries: int = 5
 
     @property
     def plan_path(self) -> Path:
@@ -270,6 +274,18 @@ def load_settings(
     store = Path(get("MIRROR_STORE") or ".arcmirror/store")
     if not store.is_absolute():
         store = cwd / store
+    timeout_raw = (get("MIRROR_TIMEOUT") or "60").strip()
+    timeout = 60.0
+    if not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,3})?", timeout_raw) or not 0.1 <= float(timeout_raw) <= 3600:
+        problems.append(f"MIRROR_TIMEOUT={timeout_raw!r} must be a number of seconds from 0.1 to 3600")
+    else:
+        timeout = float(timeout_raw)
+    retries_raw = (get("MIRROR_RETRIES") or "5").strip()
+    retries = 5
+    if not re.fullmatch(r"[0-9]{1,2}", retries_raw) or not 1 <= int(retries_raw) <= 20:
+        problems.append(f"MIRROR_RETRIES={retries_raw!r} must be a whole number from 1 to 20")
+    else:
+        retries = int(retries_raw)
     discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
     if discover not in DISCOVER_MODES:
         problems.append(f"MIRROR_DISCOVER={discover!r} must be one of: {', '.join(DISCOVER_MODES)}")
@@ -288,4 +304,6 @@ def load_settings(
         images_from=images_from,
         discover=discover,
         store=store,
+        timeout=timeout,
+        retries=retries,
     )

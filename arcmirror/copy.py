@@ -313,4 +313,4 @@ class CopyEngine:
                         f"copying blob {digest} ({size} bytes) failed {attempts} times; last: {exc.message}",
                         exc.hint or "run again: blobs already copied are not sent again",
                     ) from None
-                self._sleep(self.retry.delay(attempt))
+                self._sleep(self.retry.delay(attempt, exc.retry_after))

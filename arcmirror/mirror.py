@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import reports
 from .config import Platform, Settings
-from .copy import CopyEngine, ImageJob, ImageResult, Progress
+from .copy import ImageJob, ImageResult, Progress
 from .endpoints.registry import RegistryEndpoint
 from .plan import AUTO_TAGS, resolve_release_tag, target_tag_for
 from .reference import ImageRef, join_repository
 
 if TYPE_CHECKING:
     from .plan import Plan
-from .clients import open_client
+from .clients import make_engine, open_client
 
 
 def jobs_for(settings: Settings, images: Sequence[str] | None = None) -> list[ImageJob]:
@@ -67,8 +67,7 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
     with a plan every image is copied at the digest the plan pinned.
     """
     started = time.monotonic()
-    pool = settings.concurrency * 2 + 4
-    with open_client(settings.source, pool_size=pool) as source, open_client(settings.target, pool_size=pool) as target:
+    with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
             jobs = [ImageJob(i.name, i.source_repository, i.digest, join_repository(settings.target.repository, i.name),
                              target_tag_for(settings, plan.tag)) for i in plan.ok_images]
@@ -81,10 +80,8 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
                                    target=replace(settings.target, tag=target_tag_for(settings, tag)))
             jobs = jobs_for(settings)
             platforms = list(settings.platforms)
-        engine = CopyEngine(
-            RegistryEndpoint(source), RegistryEndpoint(target),
-            concurrency=settings.concurrency, platforms=platforms, progress=progress,
-        )
+        engine = make_engine(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
+                             progress=progress)
         results = engine.copy_all(jobs)
     elapsed = time.monotonic() - started
     refs = refs_for(settings, jobs)

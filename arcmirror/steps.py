@@ -17,7 +17,7 @@ from .config import Platform, Settings
 from .copy import CopyEngine, ImageJob, ImageResult, Progress
 from .endpoints.layout import LayoutEndpoint, LayoutStore
 from .endpoints.registry import RegistryEndpoint
-from .clients import open_client
+from .clients import make_engine, open_client
 from .plan import AUTO_TAGS, Plan, PlanError, PlannedImage, discover, target_tag_for
 from .reference import join_repository
 from .registry.errors import RegistryError
@@ -69,10 +69,10 @@ def run_discover(settings: Settings, say: Say = lambda _: None) -> tuple[Plan, S
     """Resolve the release into a plan; write ``plan.json`` and ``discover.xml``."""
     started = time.monotonic()
     with ExitStack() as stack:
-        source_client = stack.enter_context(open_client(settings.source))
+        source_client = stack.enter_context(open_client(settings.source, settings))
         target = None
         if settings.target.registry:  # pull and export need no target: nothing to compare with
-            target = RegistryEndpoint(stack.enter_context(open_client(settings.target)))
+            target = RegistryEndpoint(stack.enter_context(open_client(settings.target, settings)))
         plan = discover(settings, RegistryEndpoint(source_client), source_client, target,
                         mode=settings.discover, say=say)
     reports.write_atomic(settings.plan_path, plan.to_json())
@@ -157,10 +157,9 @@ def run_pull(settings: Settings, plan: Plan, progress: Progress | None = None) -
     store.init()
     jobs = [ImageJob(i.name, i.source_repository, i.digest, i.source_repository, plan.tag) for i in plan.ok_images]
     refs = {i.name: (i.source, f"{settings.store}:{i.source}") for i in plan.ok_images}
-    with open_client(settings.source, pool_size=settings.concurrency * 2 + 4) as client:
-        engine = CopyEngine(RegistryEndpoint(client), LayoutEndpoint(store, plan.source_registry),
-                            concurrency=settings.concurrency, platforms=[Platform.parse(p) for p in plan.platforms],
-                            progress=progress)
+    with open_client(settings.source, settings) as client:
+        engine = make_engine(settings, RegistryEndpoint(client), LayoutEndpoint(store, plan.source_registry),
+                             platforms=[Platform.parse(p) for p in plan.platforms], progress=progress)
         return _copy_step(settings, plan, "pull", engine, jobs, refs, started, [])
 
 
@@ -206,8 +205,8 @@ def run_push(settings: Settings, plan: Plan, progress: Progress | None = None) -
                                           hint="run 'invoke pull' and 'invoke tag' first"))
             continue
         jobs.append(ImageJob(image.name, repo, digest, repo, tag))
-    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
-        engine = CopyEngine(view, RegistryEndpoint(client), concurrency=settings.concurrency, progress=progress)
+    with open_client(settings.target, settings) as client:
+        engine = make_engine(settings, view, RegistryEndpoint(client), progress=progress)
         return _copy_step(settings, plan, "push", engine, jobs, refs, started, preflight)
 
 
@@ -256,7 +255,7 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
         repo, tag = target_of(settings, plan, image)
         jobs.append(ImageJob(image.name, image.name, image.target_digest, repo, tag))
         refs[image.name] = (f"{archive}:{image.name}@{image.target_digest}", f"{settings.target.registry}/{repo}:{tag}")
-    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
-        engine = CopyEngine(reader, RegistryEndpoint(client), concurrency=settings.concurrency, progress=progress)
+    with open_client(settings.target, settings) as client:
+        engine = make_engine(settings, reader, RegistryEndpoint(client), progress=progress)
         pushed = _copy_step(settings, plan, "import", engine, jobs, refs, started, [])
     return [pushed, run_verify(settings, plan, deep=deep)]

@@ -76,7 +76,7 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
 
 def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
     started = time.monotonic()
-    with open_client(settings.target, pool_size=settings.concurrency * 2 + 4) as client:
+    with open_client(settings.target, settings) as client:
         def one(image: PlannedImage) -> reports.Case:
             repo, tag = target_of(settings, plan, image)
             if not image.ok:

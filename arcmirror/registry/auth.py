@@ -63,9 +63,10 @@ class Credentials:
 class Token:
     value: Secret
     expires_at: float
+    margin: float = 10.0  # renew this many seconds before expiry
 
-    def fresh(self, margin: float = 10.0) -> bool:
-        return time.monotonic() < self.expires_at - margin
+    def fresh(self) -> bool:
+        return time.monotonic() < self.expires_at - self.margin
 
 
 class TokenCache:

@@ -194,13 +194,13 @@ class RegistryClient:
             try:
                 response = attempt_fn()
             except TransientError as exc:
-                last = exc
+                last, retry_after = exc, exc.retry_after
             else:
                 if response.status_code == 429 or response.status_code >= 500:
                     retry_after = _retry_after(response)
                     last = TransientError(
                         f"the {self.label} answered {response.status_code} {response.reason} to {what}",
-                        status=response.status_code,
+                        status=response.status_code, retry_after=retry_after,
                     )
                     response.close()
                 else:
@@ -335,7 +335,8 @@ class RegistryClient:
             raise ProtocolError(f"the token service of the {self.label} answered something that is not a token") from None
         if not value:
             raise ProtocolError(f"the token service of the {self.label} answered without a token")
-        return Token(Secret(value), time.monotonic() + max(expires_in, 1.0))
+        lifetime = max(expires_in, 1.0)
+        return Token(Secret(value), time.monotonic() + lifetime, margin=min(10.0, lifetime / 4))
 
     # -- requests with auth ------------------------------------------------------------------
 
@@ -356,6 +357,8 @@ class RegistryClient:
         """
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         scope_set = frozenset(scopes)
+        body = kwargs.get("data")
+        replayable = body is None or isinstance(body, (bytes, str))
         headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
@@ -368,7 +371,10 @@ class RegistryClient:
                 response.close()
                 if challenge is None or (challenge.scheme == "basic" and not self.credentials):
                     raise self._need_login(what)
-                headers["Authorization"] = self._authorization(scope_set, refresh=True, challenge=challenge) or ""
+                fresh = self._authorization(scope_set, refresh=True, challenge=challenge) or ""
+                if not replayable:  # the streamed body is spent: the caller starts over with the new token
+                    raise TransientError(f"the {self.label} asked for a new token during {method} {what}")
+                headers["Authorization"] = fresh
                 response = self._raw(method, url, headers=headers, **kwargs)
             return response
 
@@ -398,6 +404,9 @@ class RegistryClient:
             )
         if status == 404:
             return NotFoundError(f"{what} does not exist on the {self.label}{detail}", status=status)
+        if status == 429 or status >= 500:
+            return TransientError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}",
+                                  status=status, retry_after=_retry_after(response))
         return ProtocolError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}", status=status)
 
     # -- manifests ---------------------------------------------------------------------------

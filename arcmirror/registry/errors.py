@@ -23,9 +23,14 @@ class RegistryError(Exception):
 
 
 class TransientError(RegistryError):
-    """Worth retrying: a dropped connection, a timeout, 5xx, 429."""
+    """Worth retrying: a dropped connection, a timeout, 5xx, 429 (``retry_after``: the server's wish, seconds)."""
 
     transient = True
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, hint, status=status)
+        self.retry_after = retry_after
 
 
 class AuthError(RegistryError):

@@ -32,26 +32,30 @@ class RegistryEndpoint:
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         """Stream a blob; a connection dropped mid-way is resumed with ``Range`` from where it stopped."""
         offset = 0
-        resumes = 0
-        while True:
+        for resume in range(RESUMES + 1):
             response = self.client.open_blob(repository, digest, offset)
             try:
-                if offset and response.status_code != 206:
+                if offset and (response.status_code != 206 or not
+                               response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
                     raise SourceReadError(
-                        f"the {self.label} cannot resume blob {digest} (no Range support); it will be sent again"
+                        f"the {self.label} cannot resume blob {digest} at byte {offset} (no Range support)",
+                        "the blob is sent again from its start",
                     )
+                failure = None
                 try:
-                    for chunk in response.raw.stream(CHUNK, decode_content=False):
+                    # read1: whatever has arrived, up to CHUNK; a dropped connection then loses nothing
+                    # already received (read(CHUNK) would discard a partly filled chunk)
+                    while chunk := response.raw.read1(CHUNK, decode_content=False):
                         offset += len(chunk)
                         yield chunk
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    if offset >= size or resumes >= RESUMES:
-                        raise SourceReadError(f"reading blob {digest} from the {self.label} failed: {_short(exc)}") from None
-                    resumes += 1
-                    continue
-                return
+                    failure = _short(exc)
+                if offset >= size:
+                    return  # complete (or longer than declared: the verifying body refuses that)
+                failure = failure or f"the connection closed after {offset} of {size} bytes"
             finally:
                 response.close()
+        raise SourceReadError(f"reading blob {digest} from the {self.label} failed {RESUMES + 1} times; last: {failure}")
 
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.client.has_blob(repository, digest)

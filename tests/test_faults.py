@@ -54,7 +54,7 @@ def _env(source_host: str, target: Registry, **extra) -> dict[str, str]:
     env = {"SOURCE_DOCKER_REGISTRY": source_host, "SOURCE_DOCKER_INSECURE": "true",
            **registry_env("TARGET_DOCKER", target),
            "SOURCE_DOCKER_REPOSITORY": "arcdata", "SOURCE_DOCKER_TAG": TAG, "TARGET_DOCKER_REPOSITORY": "mirror",
-           "MIRROR_IMAGES": ",".join(NAMES), "MIRROR_TIMEOUT": "2"}
+           "MIRROR_IMAGES": ",".join(NAMES), "MIRROR_TIMEOUT": "10"}
     env.update(extra)
     return env
 
@@ -136,7 +136,7 @@ def test_a_stalled_download_times_out_and_resumes_a_slow_one_is_left_alone(big, 
     proxy.stall("GET", f"/blobs/{stalled}", 30, after_bytes=200_000)
     proxy.trickle("GET", f"/blobs/{slow}", 1_200_000)  # ~2.6 s for 3 MB: slower than MIRROR_TIMEOUT=2, but alive
     target = new_registry()
-    run = invoke(["mirror"], _env(proxy.host, target), tmp_path)
+    run = invoke(["mirror"], _env(proxy.host, target, MIRROR_TIMEOUT="2"), tmp_path)
     assert run.code == 0, run.output
     _assert_complete(big, target)
     stalled_gets = [r for r in proxy.requests if r.method == "GET" and stalled in r.path]

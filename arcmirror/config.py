@@ -237,7 +237,9 @@ def load_settings(
     image_set_name = get("MIRROR_IMAGE_SET")
     image_set_path = Path(image_set_name) if image_set_name else DEFAULT_IMAGE_SET
     if not image_set_path.is_absolute():
-        image_set_path = cwd / image_set_path
+        # relative to the working folder, else to arcmirror's own folder (where config/ lives)
+        local, shipped = cwd / image_set_path, DEFAULT_IMAGE_SET.parent.parent / image_set_path
+        image_set_path = local if local.exists() or not shipped.exists() else shipped
     images: tuple[str, ...] = ()
     images_raw = get("MIRROR_IMAGES")
     images_from = f"image set {image_set_path}"

@@ -150,3 +150,25 @@ def test_fuzzed_reference_checks_never_raise(text):
 def test_secret_equality_and_truth():
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert not Secret("") and Secret("x")
+
+
+def test_every_variable_is_documented():
+    from pathlib import Path
+
+    from arcmirror.config import VARIABLES
+
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for name in VARIABLES:
+        if name != "MIRROR_ENV_FILE":
+            assert f"\n{name}=" in example, f"{name} missing from .env.example"
+        assert name in readme, f"{name} missing from README.md"
+
+
+def test_env_example_loads_as_is(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    s = load_settings({"MIRROR_ENV_FILE": str(example)}, cwd=tmp_path)
+    assert s.source.registry == "mcr.microsoft.com" and s.target.registry == "registry.example.internal"

@@ -27,6 +27,7 @@ COMMON = {
     "report-dir": "where reports go (MIRROR_REPORT_DIR, default reports)",
     "plan": "the plan file to work from (default REPORT_DIR/plan.json; discovered first when missing)",
     "store": "the local OCI layout store (MIRROR_STORE, default .arcmirror/store)",
+    "shard": "I/N: only the I-th of N shares of the plan's images, balanced by bytes (MIRROR_SHARD)",
 }
 
 
@@ -39,7 +40,7 @@ def _say(text: str) -> None:
 
 
 def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-              report_dir=None, store=None, discover=None, require_target=True):
+              report_dir=None, store=None, discover=None, shard=None, require_target=True):
     return settings_from_options(require_target=require_target, options={
         "MIRROR_ENV_FILE": env_file,
         "SOURCE_DOCKER_TAG": tag,
@@ -50,6 +51,7 @@ def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=N
         "MIRROR_REPORT_DIR": report_dir,
         "MIRROR_STORE": store,
         "MIRROR_DISCOVER": discover,
+        "MIRROR_SHARD": shard,
     })
 
 
@@ -104,10 +106,10 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir",
+@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
                  plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-           report_dir=None, plan=None):
+           report_dir=None, plan=None, shard=None):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -116,12 +118,11 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     case per image) and reports/mirror.json. Exit 0: all mirrored; 1: an image failed; 2: bad settings.
     """
     from arcmirror.mirror import run_mirror
-    from arcmirror.plan import Plan
     from arcmirror.reports import summary
 
-    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir)
+    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard)
     with _failures_exit_1():
-        pinned = Plan.load(Path(plan)) if plan else None
+        pinned = _plan(settings, plan) if plan or settings.shard else None
         count = len(pinned.ok_images) if pinned else len(settings.images)
         _say(f"Mirroring {count} images: {settings.source.registry}/{settings.source.repository or '.'} -> "
              f"{settings.target.registry}/{settings.target.repository or '.'}")
@@ -131,15 +132,15 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
         raise Exit(code=run.exit_code)
 
 
-@task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store"))
-def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None):
+@task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store", "shard"))
+def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None, shard=None):
     """Copy the planned images, by digest, into the local OCI layout store (resumable; each blob stored once).
 
     Writes reports/pull.xml. Blobs already in the store are not fetched again.
     """
     from arcmirror.steps import run_pull
 
-    settings = _settings(env_file, tag, concurrency=concurrency, report_dir=report_dir, store=store,
+    settings = _settings(env_file, tag, concurrency=concurrency, report_dir=report_dir, store=store, shard=shard,
                          require_target=False)
     with _failures_exit_1():
         planned = _plan(settings, plan)
@@ -161,24 +162,27 @@ def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store"))
-def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, store=None):
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store", "shard"))
+def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, store=None,
+         shard=None):
     """Push the tagged images from the store to the target registry (skip, mount or stream each blob).
 
     Writes reports/push.xml and push.json.
     """
     from arcmirror.steps import run_push
 
-    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, store=store)
+    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, store=store,
+                         shard=shard)
     with _failures_exit_1():
         planned = _plan(settings, plan)
         run = run_push(settings, planned, _progress(len(planned.ok_images)))
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan",
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "shard",
                  deep="also download every blob from the target and re-hash it"))
-def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False):
+def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False,
+           shard=None):
     """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
 
     Writes reports/verify.xml (one test case per image; failures say what is missing or different).
@@ -186,7 +190,7 @@ def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report
     """
     from arcmirror.verify import run_verify
 
-    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir)
+    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, shard=shard)
     with _failures_exit_1():
         run = run_verify(settings, _plan(settings, plan), deep=deep)
     _finish(run)

@@ -53,6 +53,7 @@ VARIABLES: dict[str, str] = {
     "MIRROR_STORE": "the local OCI layout used by pull/tag/push/export (default .arcmirror/store)",
     "MIRROR_TIMEOUT": "seconds without a byte before a connection counts as stalled (default 60)",
     "MIRROR_RETRIES": "attempts for each request and each blob before giving up (default 5)",
+    "MIRROR_SHARD": "I/N: work on the I-th of N shares of the plan's images (parallel pipeline jobs)",
 }
 DISCOVER_MODES = ("set", "catalog")
 
@@ -126,6 +127,7 @@ class Settings:
     store: Path = Path(".arcmirror/store")
     timeout: float = 60.0
     retries: int = 5
+    shard: tuple[int, int] | None = None  # (index from 1, count)
 
     @property
     def plan_path(self) -> Path:
@@ -288,6 +290,14 @@ def load_settings(
         problems.append(f"MIRROR_RETRIES={retries_raw!r} must be a whole number from 1 to 20")
     else:
         retries = int(retries_raw)
+    shard = None
+    shard_raw = (get("MIRROR_SHARD") or "").strip()
+    if shard_raw:
+        match = re.fullmatch(r"([0-9]{1,2})/([0-9]{1,2})", shard_raw)
+        if not match or not 1 <= int(match[1]) <= int(match[2]):
+            problems.append(f"MIRROR_SHARD={shard_raw!r} must be I/N with 1 <= I <= N, e.g. 2/4")
+        else:
+            shard = (int(match[1]), int(match[2]))
     discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
     if discover not in DISCOVER_MODES:
         problems.append(f"MIRROR_DISCOVER={discover!r} must be one of: {', '.join(DISCOVER_MODES)}")
@@ -308,4 +318,5 @@ def load_settings(
         store=store,
         timeout=timeout,
         retries=retries,
+        shard=shard,
     )

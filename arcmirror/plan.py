@@ -10,7 +10,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -69,6 +69,7 @@ class Plan:
     missing: list[str] = field(default_factory=list)  # in the set, not in the source with the tag
     extra: list[str] = field(default_factory=list)  # in the source catalog with the tag, not in the set
     created: str = ""
+    shard: str = ""  # "I/N" when this is one share of a plan
     version: int = PLAN_VERSION
 
     @property
@@ -114,6 +115,23 @@ class Plan:
             return cls(images=images, **data)
         except TypeError as exc:
             raise PlanError(f"the plan {path} is malformed: {exc}", "run 'invoke discover' again") from None
+
+
+def shard_plan(plan: Plan, index: int, count: int) -> Plan:
+    """The ``index``-th (from 1) of ``count`` shares of a plan's images.
+
+    Deterministic and balanced by the bytes each image still has to copy (largest first, each to
+    the lightest share so far, ties to the lowest share), so parallel jobs finish together and every
+    image is in exactly one share.
+    """
+    loads = [0] * count
+    chosen: list[list[PlannedImage]] = [[] for _ in range(count)]
+    for image in sorted(plan.images, key=lambda i: (-(i.bytes - i.bytes_in_target), i.name)):
+        lightest = min(range(count), key=lambda k: (loads[k], k))
+        chosen[lightest].append(image)
+        loads[lightest] += max(image.bytes - image.bytes_in_target, 0) + 1  # +1: an up-to-date image costs a little too
+    keep = {i.name for i in chosen[index - 1]}
+    return replace(plan, images=[i for i in plan.images if i.name in keep], shard=f"{index}/{count}")
 
 
 class PlanError(RegistryError):

@@ -18,7 +18,7 @@ from .copy import CopyEngine, ImageJob, ImageResult, Progress
 from .endpoints.layout import LayoutEndpoint, LayoutStore
 from .endpoints.registry import RegistryEndpoint
 from .clients import make_engine, open_client
-from .plan import AUTO_TAGS, Plan, PlanError, PlannedImage, discover, target_tag_for
+from .plan import AUTO_TAGS, Plan, PlanError, PlannedImage, discover, shard_plan, target_tag_for
 from .reference import join_repository
 from .registry.errors import RegistryError
 
@@ -116,7 +116,7 @@ def load_plan(settings: Settings, path: Path | None, say: Say) -> Plan:
     if path is None and not chosen.exists():
         say(f"No plan at {chosen}: discovering first")
         plan, _ = run_discover(settings, say)
-        return plan
+        return _shard(settings, plan, say)
     plan = Plan.load(chosen)
     tag = settings.source.tag
     if tag not in AUTO_TAGS and tag != plan.tag:
@@ -126,7 +126,17 @@ def load_plan(settings: Settings, path: Path | None, say: Say) -> Plan:
         raise PlanError(f"the plan {chosen} is for source {plan.source_registry}, not {settings.source.registry}",
                         "run 'invoke discover' again")
     say(f"Plan {chosen}: release {plan.tag}, {len(plan.ok_images)} images (made {plan.created})")
-    return plan
+    return _shard(settings, plan, say)
+
+
+def _shard(settings: Settings, plan: Plan, say: Say) -> Plan:
+    if not settings.shard:
+        return plan
+    part = shard_plan(plan, *settings.shard)
+    to_copy = sum(max(i.bytes - i.bytes_in_target, 0) for i in part.images)
+    say(f"Shard {part.shard}: {len(part.images)} of {len(plan.images)} images "
+        f"({reports.human_bytes(to_copy)} to copy): {', '.join(i.name for i in part.images) or 'none'}")
+    return part
 
 
 def target_of(settings: Settings, plan: Plan, image: PlannedImage) -> tuple[str, str]:

@@ -113,3 +113,21 @@ def test_filter_index_without_a_match_names_what_exists():
     with pytest.raises(NotFoundError) as err:
         filter_index(_index("amd64"), [Platform.parse("windows/amd64")], "arcdata/x")
     assert "linux/amd64" in str(err.value) and "MIRROR_PLATFORMS" in str(err.value)
+
+
+def test_shards_cover_every_image_once_balanced_by_bytes():
+    from arcmirror.plan import Plan, PlannedImage, shard_plan
+
+    sizes = {"a": 900, "b": 500, "c": 400, "d": 300, "e": 100, "f": 100, "g": 0}
+    images = [PlannedImage(n, n, n, n, n, "t", digest="sha256:" + "0" * 64, blobs={"sha256:" + n * 64: s} if s else {})
+              for n, s in sizes.items()]
+    images[1].bytes_in_target = 500  # "b" is already in the target: nothing to copy
+    plan = Plan("s", "r", "t", "r", "v1", "v1", "x", "set", [], images)
+    for count in (1, 2, 3, 7, 9):
+        parts = [shard_plan(plan, i, count) for i in range(1, count + 1)]
+        names = [i.name for p in parts for i in p.images]
+        assert sorted(names) == sorted(sizes)  # every image in exactly one shard
+        assert [i.name for i in shard_plan(plan, 1, count).images] == [i.name for i in parts[0].images]
+        assert all(p.shard == f"{k}/{count}" for k, p in enumerate(parts, 1))
+    two = [sum(i.bytes - i.bytes_in_target for i in shard_plan(plan, k, 2).images) for k in (1, 2)]
+    assert abs(two[0] - two[1]) <= 100

@@ -8,7 +8,7 @@ Exit codes: 0 all images done, 1 an image failed, 2 a configuration or usage err
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from invoke import Collection, Exit, task
@@ -28,6 +28,8 @@ COMMON = {
     "plan": "the plan file to work from (default REPORT_DIR/plan.json; discovered first when missing)",
     "store": "the local OCI layout store (MIRROR_STORE, default .arcmirror/store)",
     "shard": "I/N: only the I-th of N shares of the plan's images, balanced by bytes (MIRROR_SHARD)",
+    "dry-run": "say what would be copied and how many bytes; change nothing, write no report",
+    "json": "print a machine-readable summary (JSON) on stdout instead of the text summary",
 }
 
 
@@ -41,7 +43,9 @@ def _say(text: str) -> None:
 
 def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
               report_dir=None, store=None, discover=None, shard=None, require_target=True):
-    return settings_from_options(require_target=require_target, options={
+    from arcmirror import ci
+
+    settings = settings_from_options(require_target=require_target, options={
         "MIRROR_ENV_FILE": env_file,
         "SOURCE_DOCKER_TAG": tag,
         "TARGET_DOCKER_TAG": target_tag,
@@ -53,6 +57,8 @@ def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=N
         "MIRROR_DISCOVER": discover,
         "MIRROR_SHARD": shard,
     })
+    ci.announce_secrets(settings)
+    return settings
 
 
 @contextmanager
@@ -67,15 +73,36 @@ def _failures_exit_1():
                    code=EXIT_FAILED) from None
 
 
-def _progress(total: int):
-    from arcmirror.progress import LineProgress
+def _progress(total: int, total_bytes: int | None = None, quiet: bool = False):
+    from arcmirror.copy import Progress
+    from arcmirror.progress import make_progress
 
-    return LineProgress(total, heartbeat=30.0 if in_ci() else 10.0)
+    if quiet:
+        return nullcontext(Progress())
+    return make_progress(total, total_bytes=total_bytes, ci=in_ci())
 
 
-def _finish(*runs) -> None:
+def _to_copy(plan) -> int:
+    return sum(max(i.bytes - i.bytes_in_target, 0) for i in plan.ok_images)
+
+
+def _finish(*runs, as_json: bool = False) -> None:
+    """Print each run's summary (or JSON), annotate the pipeline log, and exit 1 if anything failed."""
+    import json
+
+    from arcmirror import ci
+
     for run in runs:
-        print(run.summary())
+        if as_json:
+            print(json.dumps({"step": run.step, "ok": run.ok, "dry_run": run.dry_run,
+                              "report": str(run.junit) if run.junit else None, **run.extra}, indent=2))
+        else:
+            print(run.summary())
+        ci.annotate(run.step, run.cases)
+        if run.junit is not None:
+            failed = sum(not c.ok and not c.skipped for c in run.cases)
+            ci.publish_summary(run.step, run.cases, f"{len(run.cases)} images, {failed} failed",
+                               run.junit.parent)
     code = max((run.exit_code for run in runs), default=0)
     if code:
         raise Exit(code=code)
@@ -107,9 +134,9 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
 
 
 @task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
-                 plan="copy the digests pinned by this plan file instead of resolving tags now"))
+                 "dry-run", "json", plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-           report_dir=None, plan=None, shard=None):
+           report_dir=None, plan=None, shard=None, dry_run=False, json=False):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -118,18 +145,20 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     case per image) and reports/mirror.json. Exit 0: all mirrored; 1: an image failed; 2: bad settings.
     """
     from arcmirror.mirror import run_mirror
-    from arcmirror.reports import summary
+    from arcmirror.reports import arc_deployment_hint
 
     settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard)
     with _failures_exit_1():
         pinned = _plan(settings, plan) if plan or settings.shard else None
         count = len(pinned.ok_images) if pinned else len(settings.images)
-        _say(f"Mirroring {count} images: {settings.source.registry}/{settings.source.repository or '.'} -> "
-             f"{settings.target.registry}/{settings.target.repository or '.'}")
-        run = run_mirror(settings, _progress(count), plan=pinned, say=_say)
-    print(summary(run.results, run.elapsed, run.junit))
-    if not run.ok:
-        raise Exit(code=run.exit_code)
+        _say(f"{'Dry run: ' if dry_run else ''}Mirroring {count} images: {settings.source.registry}/"
+             f"{settings.source.repository or '.'} -> {settings.target.registry}/{settings.target.repository or '.'}")
+        with _progress(count, _to_copy(pinned) if pinned else None, quiet=dry_run) as progress:
+            run = run_mirror(settings, progress, plan=pinned, say=_say, dry_run=dry_run)
+    if run.ok and not dry_run and not json:
+        print(arc_deployment_hint(settings.target.registry, settings.target.repository,
+                                  run.extra["target_tag"], settings.target.username), file=sys.stderr)
+    _finish(run, as_json=json)
 
 
 @task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store", "shard"))
@@ -144,7 +173,8 @@ def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=Non
                          require_target=False)
     with _failures_exit_1():
         planned = _plan(settings, plan)
-        run = run_pull(settings, planned, _progress(len(planned.ok_images)))
+        with _progress(len(planned.ok_images), _to_copy(planned)) as progress:
+            run = run_pull(settings, planned, progress)
     _finish(run)
 
 
@@ -162,9 +192,9 @@ def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store", "shard"))
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store", "shard", "dry-run"))
 def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, store=None,
-         shard=None):
+         shard=None, dry_run=False):
     """Push the tagged images from the store to the target registry (skip, mount or stream each blob).
 
     Writes reports/push.xml and push.json.
@@ -175,14 +205,15 @@ def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_d
                          shard=shard)
     with _failures_exit_1():
         planned = _plan(settings, plan)
-        run = run_push(settings, planned, _progress(len(planned.ok_images)))
+        with _progress(len(planned.ok_images), _to_copy(planned), quiet=dry_run) as progress:
+            run = run_push(settings, planned, progress, dry_run=dry_run)
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "shard",
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "shard", "json",
                  deep="also download every blob from the target and re-hash it"))
 def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False,
-           shard=None):
+           shard=None, json=False):
     """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
 
     Writes reports/verify.xml (one test case per image; failures say what is missing or different).
@@ -193,7 +224,7 @@ def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report
     settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, shard=shard)
     with _failures_exit_1():
         run = run_verify(settings, _plan(settings, plan), deep=deep)
-    _finish(run)
+    _finish(run, as_json=json)
 
 
 @task(help=_help("env-file", "report-dir"))
@@ -231,18 +262,19 @@ def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=No
                          require_target=False)
     with _failures_exit_1():
         planned = _plan(settings, plan)
-        run, result = run_export(settings, planned, Path(archive), Path(since) if since else None,
-                                 _progress(len(planned.ok_images)))
+        with _progress(len(planned.ok_images), _to_copy(planned)) as progress:
+            run, result = run_export(settings, planned, Path(archive), Path(since) if since else None, progress)
     if result:
         _say(f"Wrote {result.path}: {result.images} images, {result.blobs} files"
              + (f", {result.omitted} blobs left out (carried by the earlier archive)" if since else ""))
     _finish(run)
 
 
-@task(name="import", help=_help("env-file", "target-tag", "concurrency", "report-dir",
+@task(name="import", help=_help("env-file", "target-tag", "concurrency", "report-dir", "dry-run",
                                 archive="the tar file written by 'invoke export' (required)",
                                 deep="verify by re-hashing every blob in the target"))
-def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, report_dir=None, deep=False):
+def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, report_dir=None, deep=False,
+            dry_run=False):
     """On the disconnected side: check an archive's checksums, push its images to the target, verify them.
 
     A truncated, altered or unsafe archive is refused before anything is pushed. Writes
@@ -254,7 +286,8 @@ def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, r
         raise Exit("import needs --archive FILE", code=EXIT_USAGE)
     settings = _settings(env_file, target_tag=target_tag, concurrency=concurrency, report_dir=report_dir)
     with _failures_exit_1():
-        runs = run_import(settings, Path(archive), deep=deep)
+        with _progress(0, quiet=dry_run) as progress:
+            runs = run_import(settings, Path(archive), progress, deep=deep, dry_run=dry_run)
     _finish(*runs)
 
 

@@ -26,6 +26,9 @@ from .registry.client import Manifest, RetryPolicy
 from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
 
 MAX_DEPTH = 4
+#: Blobs at least this big are looked for in sibling repositories of the target before an upload.
+PROBE_MIN_SIZE = 32 * 1024
+PROBE_NEIGHBOURS = 2
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class ImageJob:
 @dataclass
 class ImageResult:
     job: ImageJob
-    status: str = "pending"  # "copied", "up-to-date" or "failed"
+    status: str = "pending"  # "copied", "up-to-date", "failed"; "would-copy" in a dry run
     source_digest: str | None = None
     digest: str | None = None  # what the target tag points at now
     media_type: str | None = None
@@ -59,7 +62,7 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("copied", "up-to-date")
+        return self.status in ("copied", "up-to-date", "would-copy")
 
     def _count(self, outcome: str, size: int) -> None:
         if outcome == "copied":
@@ -150,6 +153,7 @@ class CopyEngine:
         progress: Progress | None = None,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
+        dry_run: bool = False,
     ) -> None:
         self.source = source
         self.target = target
@@ -158,14 +162,17 @@ class CopyEngine:
         self.progress = progress or Progress()
         self.retry = retry
         self._sleep = sleep
+        self.dry_run = dry_run  # read everything, write nothing: count what would be sent
         self._ledger = _BlobLedger()
         self._blob_pool: ThreadPoolExecutor | None = None
+        self._job_repos: list[str] = []
 
     # -- public --------------------------------------------------------------------------------
 
     def copy_all(self, jobs: Iterable[ImageJob]) -> list[ImageResult]:
         """Copy every job; one failing image never stops the others. Results keep the jobs' order."""
         jobs = list(jobs)
+        self._job_repos = sorted({job.target_repo for job in jobs})
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob") as blobs, \
                 ThreadPoolExecutor(self.concurrency, thread_name_prefix="image") as images:
             self._blob_pool = blobs
@@ -215,7 +222,7 @@ class CopyEngine:
         result.digest = manifest.digest
         self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=())
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
-        result.status = "copied" if changed else "up-to-date"
+        result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
 
     def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult, *,
                    present: bool, depth: int, path: tuple[str, ...]) -> None:
@@ -233,7 +240,8 @@ class CopyEngine:
         else:
             self._copy_blobs(job, blobs_of(manifest, where), result)
         if not present:
-            self.target.put_manifest(job.target_repo, reference, manifest)
+            if not self.dry_run:
+                self.target.put_manifest(job.target_repo, reference, manifest)
             result.manifests_pushed += 1
 
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
@@ -291,11 +299,25 @@ class CopyEngine:
         repo = job.target_repo
         if self.target.has_blob(repo, digest):
             return "skipped"
-        for other in sorted(holders - {repo}):
+        sources = sorted(holders - {repo}) or self._probe_neighbours(repo, digest, size)
+        if self.dry_run:
+            return "mounted" if sources else "copied"
+        for other in sources:
             if self.target.mount_blob(repo, digest, other):
                 return "mounted"
         self._stream_blob(job, digest, size)
         return "copied"
+
+    def _probe_neighbours(self, repo: str, digest: str, size: int) -> list[str]:
+        """Target repositories of this run's other images that already hold the blob (from earlier runs).
+
+        Images of a release share layers, so a layer missing here is often in a sibling repository:
+        a HEAD there, then a mount, replaces an upload. Only for blobs big enough to be worth a request.
+        """
+        if size < PROBE_MIN_SIZE:
+            return []
+        neighbours = [r for r in self._job_repos if r != repo][:PROBE_NEIGHBOURS]
+        return [r for r in neighbours if self.target.has_blob(r, digest)][:1]
 
     def _stream_blob(self, job: ImageJob, digest: str, size: int) -> None:
         attempts = self.retry.attempts

@@ -17,7 +17,7 @@ from .config import load_settings
 from .imageset import DEFAULT_IMAGE_SET, load_image_set
 from .mirror import run_mirror
 from .progress import LineProgress
-from .reports import summary
+from .reports import arc_deployment_hint
 from .testbed.images import build_release
 from .testbed.registry import Registry
 from .testbed.skopeo import load_release
@@ -53,12 +53,13 @@ def run_demo(report_dir: Path, out: TextIO = sys.stdout, keep: bool = False) -> 
             settings = load_settings(environ, cwd=work)
             say(f"4. invoke mirror: {source.host}/arcdata -> {target.host}/private/arcdata")
             run = run_mirror(settings, LineProgress(len(names), stream=out))
-            say(summary(run.results, run.elapsed, run.junit))
+            say(run.summary())
             say("5. Running it again: nothing is sent when the target already has the release")
             again = run_mirror(settings, LineProgress(len(names), stream=out))
-            say(summary(again.results, again.elapsed, again.junit))
+            say(again.summary())
+            say(arc_deployment_hint(target.host, "private/arcdata", DEMO_TAG, "arc-mirror"))
             say(f"\nDone. The JUnit report (one test case per image) is {run.junit}; "
-                f"the JSON record is {run.record}.")
+                f"the JSON record is {run.junit.with_suffix('.json')}.")
             return run.exit_code or again.exit_code
     finally:
         if keep:

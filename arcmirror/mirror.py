@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from . import reports
+from .clients import make_engine, open_client
 from .config import Platform, Settings
-from .copy import ImageJob, ImageResult, Progress
+from .copy import ImageJob, Progress
 from .endpoints.registry import RegistryEndpoint
 from .plan import AUTO_TAGS, resolve_release_tag, target_tag_for
 from .reference import ImageRef, join_repository
+from .steps import StepRun, copy_step
 
 if TYPE_CHECKING:
     from .plan import Plan
-from .clients import make_engine, open_client
 
 
 def jobs_for(settings: Settings, images: Sequence[str] | None = None) -> list[ImageJob]:
@@ -43,28 +42,13 @@ def refs_for(settings: Settings, jobs: Sequence[ImageJob]) -> dict[str, tuple[st
     }
 
 
-@dataclass
-class MirrorRun:
-    results: list[ImageResult]
-    elapsed: float
-    junit: Path
-    record: Path
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
-
 def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan | None" = None,
-               say: Callable[[str], None] = lambda _: None) -> MirrorRun:
+               say: Callable[[str], None] = lambda _: None, dry_run: bool = False) -> StepRun:
     """Copy every image registry to registry and write ``mirror.xml`` and ``mirror.json``.
 
     Without a plan the release tag is SOURCE_DOCKER_TAG, or the newest release when it is unset;
-    with a plan every image is copied at the digest the plan pinned.
+    with a plan every image is copied at the digest the plan pinned. A dry run reads everything,
+    writes nothing (no report either) and says what would be sent.
     """
     started = time.monotonic()
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
@@ -72,23 +56,23 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
             jobs = [ImageJob(i.name, i.source_repository, i.digest, join_repository(settings.target.repository, i.name),
                              target_tag_for(settings, plan.tag)) for i in plan.ok_images]
             platforms = [Platform.parse(p) for p in plan.platforms]
+            settings = with_release_tag(settings, plan.tag)
         else:
             if settings.source.tag in AUTO_TAGS:
                 tag, reason = resolve_release_tag(settings, source)
                 say(f"Release tag: {tag} ({reason})")
-                settings = replace(settings, source=replace(settings.source, tag=tag),
-                                   target=replace(settings.target, tag=target_tag_for(settings, tag)))
+                settings = with_release_tag(settings, tag)
             jobs = jobs_for(settings)
             platforms = list(settings.platforms)
         engine = make_engine(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
-                             progress=progress)
-        results = engine.copy_all(jobs)
-    elapsed = time.monotonic() - started
-    refs = refs_for(settings, jobs)
-    junit = settings.report_dir / "mirror.xml"
-    record = settings.report_dir / "mirror.json"
-    reports.write_atomic(junit, reports.junit_for_copy("arcmirror mirror", "mirror", results, refs))
-    data = reports.record(results, refs)
-    data["elapsed"] = round(elapsed, 3)
-    reports.write_json(record, data)
-    return MirrorRun(results, elapsed, junit, record)
+                             progress=progress, dry_run=dry_run)
+        run = copy_step(settings, plan, "mirror", engine, jobs, refs_for(settings, jobs), started)
+    run.extra["release_tag"] = settings.source.tag
+    run.extra["target_tag"] = settings.target.tag
+    return run
+
+
+def with_release_tag(settings: Settings, tag: str) -> Settings:
+    """Settings with the release tag filled in (chosen automatically, or from a plan)."""
+    return replace(settings, source=replace(settings.source, tag=tag),
+                   target=replace(settings.target, tag=target_tag_for(settings, tag)))

@@ -126,17 +126,64 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def summary(results: Sequence[ImageResult], elapsed: float, report: Path) -> str:
-    failed = [r for r in results if not r.ok]
+def summary(results: Sequence[ImageResult], elapsed: float, report: Path | None,
+            cases: Sequence[Case] = ()) -> str:
+    """The plain end-of-run summary: counts, bytes, and every failure with what to do."""
     copied = sum(r.status == "copied" for r in results)
     current = sum(r.status == "up-to-date" for r in results)
     sent = sum(r.bytes_sent for r in results)
     blobs = sum(r.blobs_copied for r in results)
+    failed = [c for c in cases if not c.ok and not c.skipped] or [
+        Case(r.job.name, "", False, message=r.error, hint=r.hint) for r in results if not r.ok]
+    total = max(len(results), len(cases))
     lines = [
-        f"{len(results)} images: {copied} copied, {current} already up to date, {len(failed)} failed; "
+        f"{total} images: {copied} copied, {current} already up to date, {len(failed)} failed; "
         f"{blobs} blobs ({human_bytes(sent)}) sent in {elapsed:.1f}s",
     ]
-    for r in failed:
-        lines.append(f"FAILED {r.job.name}: {r.error}" + (f"\n       what to do: {r.hint}" if r.hint else ""))
-    lines.append(f"JUnit report: {report}")
+    for c in failed:
+        lines.append(f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else ""))
+    if report is not None:
+        lines.append(f"JUnit report: {report}")
     return "\n".join(lines)
+
+
+def dry_run_summary(step: str, results: Sequence[ImageResult], cases: Sequence[Case]) -> str:
+    """What a step would do; nothing was changed."""
+    lines = [f"Dry run of {step}: nothing was changed, no report was written."]
+    width = max((len(r.job.name) for r in results), default=10)
+    for r in results:
+        if r.status == "up-to-date":
+            what = "up to date"
+        elif r.ok:
+            what = (f"would send {r.blobs_copied} blobs ({human_bytes(r.bytes_sent)}), mount {r.blobs_mounted}, "
+                    f"push {r.manifests_pushed} manifests")
+        else:
+            what = f"FAILED: {r.error}"
+        lines.append(f"  {r.job.name:<{width}}  {what}")
+    done = {r.job.name for r in results}
+    lines += [f"  {c.name:<{width}}  FAILED: {c.message}" for c in cases if not c.ok and c.name not in done]
+    would = [r for r in results if r.status == "would-copy"]
+    lines.append(f"Would send {sum(r.blobs_copied for r in would)} blobs, "
+                 f"{human_bytes(sum(r.bytes_sent for r in would))}, for {len(would)} images; "
+                 f"{sum(r.status == 'up-to-date' for r in results)} images up to date.")
+    return "\n".join(lines)
+
+
+def arc_deployment_hint(registry: str, repository: str, tag: str, username: str | None) -> str:
+    """What to put in the Arc data controller's deployment profile, and the pull secret command."""
+    user = username or "<user>"
+    return "\n".join([
+        "",
+        "To deploy Azure Arc data services from this registry:",
+        "  data controller deployment profile (control.json), spec.docker:",
+        f'    "registry": "{registry}",',
+        f'    "repository": "{repository}",',
+        f'    "imageTag": "{tag}",',
+        '    "imagePullPolicy": "IfNotPresent"',
+        "  or: az arcdata dc config replace --path ./custom/control.json \\",
+        f'        --json-values "spec.docker.registry={registry}" --json-values "spec.docker.repository={repository}" \\',
+        f'        --json-values "spec.docker.imageTag={tag}"',
+        "  the pull secret the data controller uses (spec.credentials.dockerRegistry):",
+        "    kubectl create secret docker-registry arc-private-registry --namespace <arc-namespace> \\",
+        f"      --docker-server={registry} --docker-username={user} --docker-password=<password>",
+    ])

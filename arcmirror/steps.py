@@ -32,10 +32,11 @@ Say = Callable[[str], None]
 class StepRun:
     step: str
     cases: list[reports.Case]
-    junit: Path
+    junit: Path | None
     elapsed: float
     results: list[ImageResult] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -46,6 +47,11 @@ class StepRun:
         return 0 if self.ok else 1
 
     def summary(self) -> str:
+        if self.dry_run:
+            return reports.dry_run_summary(self.step, self.results, self.cases)
+        if self.results:
+            text = reports.summary(self.results, self.elapsed, self.junit, self.cases)
+            return text if self.step == "mirror" else f"{self.step}: {text}"
         failed = [c for c in self.cases if not c.ok and not c.skipped]
         lines = [f"{self.step}: {len(self.cases)} images, {len(failed)} failed ({self.elapsed:.1f}s)"]
         lines += [f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else "")
@@ -55,12 +61,15 @@ class StepRun:
 
 
 def write_step(settings: Settings, step: str, cases: list[reports.Case], started: float,
-               record: dict | None = None, results: Sequence[ImageResult] = ()) -> StepRun:
-    junit = settings.report_dir / f"{step}.xml"
-    reports.write_atomic(junit, reports.junit(f"arcmirror {step}", cases))
-    if record is not None:
+               record: dict | None = None, results: Sequence[ImageResult] = (), dry_run: bool = False) -> StepRun:
+    """Write ``STEP.xml`` (and ``STEP.json``) unless this is a dry run, which writes nothing."""
+    junit = None if dry_run else settings.report_dir / f"{step}.xml"
+    record = dict(record or {})
+    record["elapsed"] = round(time.monotonic() - started, 3)
+    if junit is not None:
+        reports.write_atomic(junit, reports.junit(f"arcmirror {step}", cases))
         reports.write_json(settings.report_dir / f"{step}.json", record)
-    return StepRun(step, cases, junit, time.monotonic() - started, list(results), record or {})
+    return StepRun(step, cases, junit, time.monotonic() - started, list(results), record, dry_run)
 
 
 # -- plan --------------------------------------------------------------------------------------
@@ -149,13 +158,17 @@ def _failed_plan_cases(step: str, plan: Plan) -> list[reports.Case]:
             for i in plan.images if not i.ok]
 
 
-def _copy_step(settings: Settings, plan: Plan, step: str, engine: CopyEngine, jobs: list[ImageJob],
-               refs: dict[str, tuple[str, str]], started: float, preflight: list[reports.Case]) -> StepRun:
+def copy_step(settings: Settings, plan: Plan | None, step: str, engine: CopyEngine, jobs: list[ImageJob],
+              refs: dict[str, tuple[str, str]], started: float, preflight: Sequence[reports.Case] = ()) -> StepRun:
+    """Run the engine over ``jobs`` and write the step's reports (none in a dry run)."""
     results = engine.copy_all(jobs)
-    cases = [reports.copy_case(step, r, *refs[r.job.name]) for r in results] + preflight + _failed_plan_cases(step, plan)
+    cases = [reports.copy_case(step, r, *refs[r.job.name]) for r in results] + list(preflight)
+    if plan is not None:
+        cases += _failed_plan_cases(step, plan)
     record = reports.record(results, refs)
-    record["plan"] = {"tag": plan.tag, "created": plan.created}
-    return write_step(settings, step, cases, started, record, results)
+    if plan is not None:
+        record["plan"] = {"tag": plan.tag, "created": plan.created, "shard": plan.shard}
+    return write_step(settings, step, cases, started, record, results, dry_run=engine.dry_run)
 
 
 # -- pull / tag / push ---------------------------------------------------------------------------
@@ -170,7 +183,7 @@ def run_pull(settings: Settings, plan: Plan, progress: Progress | None = None) -
     with open_client(settings.source, settings) as client:
         engine = make_engine(settings, RegistryEndpoint(client), LayoutEndpoint(store, plan.source_registry),
                              platforms=[Platform.parse(p) for p in plan.platforms], progress=progress)
-        return _copy_step(settings, plan, "pull", engine, jobs, refs, started, [])
+        return copy_step(settings, plan, "pull", engine, jobs, refs, started, [])
 
 
 def run_tag(settings: Settings, plan: Plan) -> StepRun:
@@ -198,7 +211,7 @@ def run_tag(settings: Settings, plan: Plan) -> StepRun:
     return write_step(settings, "tag", cases + _failed_plan_cases("tag", plan), started)
 
 
-def run_push(settings: Settings, plan: Plan, progress: Progress | None = None) -> StepRun:
+def run_push(settings: Settings, plan: Plan, progress: Progress | None = None, dry_run: bool = False) -> StepRun:
     """Push the tagged images from the store to the target: skip, mount or stream each blob."""
     started = time.monotonic()
     store = LayoutStore(settings.store)
@@ -216,8 +229,8 @@ def run_push(settings: Settings, plan: Plan, progress: Progress | None = None) -
             continue
         jobs.append(ImageJob(image.name, repo, digest, repo, tag))
     with open_client(settings.target, settings) as client:
-        engine = make_engine(settings, view, RegistryEndpoint(client), progress=progress)
-        return _copy_step(settings, plan, "push", engine, jobs, refs, started, preflight)
+        engine = make_engine(settings, view, RegistryEndpoint(client), progress=progress, dry_run=dry_run)
+        return copy_step(settings, plan, "push", engine, jobs, refs, started, preflight)
 
 
 # -- the air-gap archive -------------------------------------------------------------------------
@@ -247,7 +260,7 @@ def run_export(settings: Settings, plan: Plan, archive: Path, since: Path | None
 
 
 def run_import(settings: Settings, archive: Path, progress: Progress | None = None,
-               deep: bool = False) -> list[StepRun]:
+               deep: bool = False, dry_run: bool = False) -> list[StepRun]:
     """Check the archive, push its images to the target, then verify them."""
     from .archive import ArchiveError, ArchiveReader
     from .verify import run_verify
@@ -258,7 +271,8 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
         reader.check()
     except ArchiveError as exc:
         return [write_step(settings, "import", [reports.Case("archive", "import", False, [f"archive: {archive}"],
-                                                             message=exc.message, hint=exc.hint)], started)]
+                                                             message=exc.message, hint=exc.hint)], started,
+                           dry_run=dry_run)]
     plan = reader.plan()
     jobs, refs = [], {}
     for image in plan.ok_images:
@@ -266,6 +280,6 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
         jobs.append(ImageJob(image.name, image.name, image.target_digest, repo, tag))
         refs[image.name] = (f"{archive}:{image.name}@{image.target_digest}", f"{settings.target.registry}/{repo}:{tag}")
     with open_client(settings.target, settings) as client:
-        engine = make_engine(settings, reader, RegistryEndpoint(client), progress=progress)
-        pushed = _copy_step(settings, plan, "import", engine, jobs, refs, started, [])
-    return [pushed, run_verify(settings, plan, deep=deep)]
+        engine = make_engine(settings, reader, RegistryEndpoint(client), progress=progress, dry_run=dry_run)
+        pushed = copy_step(settings, plan, "import", engine, jobs, refs, started)
+    return [pushed] if dry_run else [pushed, run_verify(settings, plan, deep=deep)]

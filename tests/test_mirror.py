@@ -246,3 +246,19 @@ def test_corrupt_source_blob_is_refused(release_layout, new_registry, tmp_path):
     assert victim not in target.blob_digests()
     assert target.manifest_digest(f"{TARGET_REPO}/arc-controller", corrupt.tag) is None
     assert target.manifest_digest(f"{TARGET_REPO}/arc-bootstrapper", corrupt.tag) == corrupt.digests["arc-bootstrapper"]
+
+
+def test_a_new_image_mounts_layers_its_siblings_got_in_an_earlier_run(release, new_registry, tmp_path):
+    target = new_registry()
+    env = mirror_env(release.registry, target, release, MIRROR_IMAGES="arc-bootstrapper,arc-controller")
+    assert invoke(["mirror"], env, tmp_path / "first").code == 0
+    env["MIRROR_IMAGES"] = "arc-bootstrapper,arc-controller,arc-controller-db"  # new this month
+    run = invoke(["mirror"], env, tmp_path / "second")
+    assert run.code == 0, run.output
+    new = run.images()["arc-controller-db"]
+    mine, _ = walk(release.registry, release.repository("arc-controller-db"), release.tag)
+    siblings = set(walk(release.registry, release.repository("arc-bootstrapper"), release.tag)[0]) | \
+        set(walk(release.registry, release.repository("arc-controller"), release.tag)[0])
+    shared = {d for d in mine if d in siblings}
+    assert shared and new["blobs_mounted"] == len(shared)
+    assert new["bytes_sent"] == sum(size for d, size in mine.items() if d not in shared)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
-    import docker
+    import docker as docker_sdk
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -260,11 +260,11 @@ class DockerEngine:
             raise DockerEngineError(f"docker {' '.join(args)} failed ({result.returncode}): {detail}")
         return result
 
-    def client(self, **kwargs) -> "docker.DockerClient":
+    def client(self, **kwargs) -> "docker_sdk.DockerClient":
         """A Docker SDK client (``docker`` package) bound to this engine."""
-        import docker
+        import docker as docker_sdk
 
-        return docker.DockerClient(base_url=self.host, **kwargs)
+        return docker_sdk.DockerClient(base_url=self.host, **kwargs)
 
     def version(self) -> str:
         """The engine's version, e.g. ``20.10.24+dfsg1``."""

@@ -30,6 +30,8 @@ COMMON = {
     "shard": "I/N: only the I-th of N shares of the plan's images, balanced by bytes (MIRROR_SHARD)",
     "dry-run": "say what would be copied and how many bytes; change nothing, write no report",
     "json": "print a machine-readable summary (JSON) on stdout instead of the text summary",
+    "engine": "registry (default) or docker: go through the Docker engine at DOCKER_HOST (MIRROR_ENGINE)",
+    "cleanup": "with --engine docker: remove the images this run pulled and tagged from the engine afterwards",
 }
 
 
@@ -42,10 +44,11 @@ def _say(text: str) -> None:
 
 
 def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-              report_dir=None, store=None, discover=None, shard=None, require_target=True):
+              report_dir=None, store=None, discover=None, shard=None, engine=None, require_target=True,
+              check_credentials=True):
     from arcmirror import ci
 
-    settings = settings_from_options(require_target=require_target, options={
+    settings = settings_from_options(require_target=require_target, check_credentials=check_credentials, options={
         "MIRROR_ENV_FILE": env_file,
         "SOURCE_DOCKER_TAG": tag,
         "TARGET_DOCKER_TAG": target_tag,
@@ -56,6 +59,7 @@ def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=N
         "MIRROR_STORE": store,
         "MIRROR_DISCOVER": discover,
         "MIRROR_SHARD": shard,
+        "MIRROR_ENGINE": engine,
     })
     ci.announce_secrets(settings)
     return settings
@@ -108,6 +112,20 @@ def _finish(*runs, as_json: bool = False) -> None:
         raise Exit(code=code)
 
 
+def _engine_route(settings, cleanup=False, dry_run=False, deep=False) -> bool:
+    """True for --engine docker; refuse the options that route cannot honour (exit 2)."""
+    docker = settings.engine == "docker"
+    if cleanup and not docker:
+        raise Exit("--cleanup applies only with --engine docker", code=EXIT_USAGE)
+    if docker and dry_run:
+        raise Exit("--dry-run is not available with --engine docker (the engine cannot tell without pulling)",
+                   code=EXIT_USAGE)
+    if docker and deep:
+        raise Exit("--deep is for the registry route; with --engine docker, verify checks config digests "
+                   "and layer diff IDs", code=EXIT_USAGE)
+    return docker
+
+
 def _plan(settings, plan):
     from arcmirror.steps import load_plan
 
@@ -134,9 +152,10 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
 
 
 @task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
-                 "dry-run", "json", plan="copy the digests pinned by this plan file instead of resolving tags now"))
+                 "dry-run", "json", "engine", "cleanup",
+                 plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-           report_dir=None, plan=None, shard=None, dry_run=False, json=False):
+           report_dir=None, plan=None, shard=None, dry_run=False, json=False, engine=None, cleanup=False):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -147,7 +166,20 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     from arcmirror.mirror import run_mirror
     from arcmirror.reports import arc_deployment_hint
 
-    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard)
+    settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard,
+                         engine=engine)
+    if _engine_route(settings, cleanup, dry_run):
+        from arcmirror.engine import run_engine_mirror
+        from arcmirror.steps import run_discover
+
+        with _failures_exit_1():
+            pinned = _plan(settings, plan) if plan or settings.shard else run_discover(settings, _say)[0]
+            run = run_engine_mirror(settings, pinned, cleanup=cleanup, say=_say)
+        if run.ok and not json:
+            print(arc_deployment_hint(settings.target.registry, settings.target.repository,
+                                      run.extra["target_tag"], settings.target.username), file=sys.stderr)
+        _finish(run, as_json=json)
+        return
     with _failures_exit_1():
         pinned = _plan(settings, plan) if plan or settings.shard else None
         count = len(pinned.ok_images) if pinned else len(settings.images)
@@ -161,8 +193,9 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     _finish(run, as_json=json)
 
 
-@task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store", "shard"))
-def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None, shard=None):
+@task(help=_help("env-file", "tag", "concurrency", "report-dir", "plan", "store", "shard", "engine", "cleanup"))
+def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None, shard=None,
+         engine=None, cleanup=False):
     """Copy the planned images, by digest, into the local OCI layout store (resumable; each blob stored once).
 
     Writes reports/pull.xml. Blobs already in the store are not fetched again.
@@ -170,31 +203,43 @@ def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=Non
     from arcmirror.steps import run_pull
 
     settings = _settings(env_file, tag, concurrency=concurrency, report_dir=report_dir, store=store, shard=shard,
-                         require_target=False)
+                         engine=engine, require_target=False)
+    docker = _engine_route(settings, cleanup)
     with _failures_exit_1():
         planned = _plan(settings, plan)
-        with _progress(len(planned.ok_images), _to_copy(planned)) as progress:
-            run = run_pull(settings, planned, progress)
+        if docker:
+            from arcmirror.engine import run_engine_pull
+
+            run = run_engine_pull(settings, planned, cleanup, say=_say)
+        else:
+            with _progress(len(planned.ok_images), _to_copy(planned)) as progress:
+                run = run_pull(settings, planned, progress)
     _finish(run)
 
 
-@task(name="tag", help=_help("env-file", "tag", "target-tag", "report-dir", "plan", "store"))
-def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None, store=None):
+@task(name="tag", help=_help("env-file", "tag", "target-tag", "report-dir", "plan", "store", "engine"))
+def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None, store=None, engine=None):
     """Record the target reference of every stored image (TARGET_DOCKER_REGISTRY/REPOSITORY/NAME:TAG).
 
     The names go into the store's index.json (org.opencontainers.image.ref.name). Writes reports/tag.xml.
     """
     from arcmirror.steps import run_tag
 
-    settings = _settings(env_file, tag, target_tag, report_dir=report_dir, store=store)
+    settings = _settings(env_file, tag, target_tag, report_dir=report_dir, store=store, engine=engine)
     with _failures_exit_1():
-        run = run_tag(settings, _plan(settings, plan))
+        if _engine_route(settings):
+            from arcmirror.engine import run_engine_tag
+
+            run = run_engine_tag(settings, _plan(settings, plan), say=_say)
+        else:
+            run = run_tag(settings, _plan(settings, plan))
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store", "shard", "dry-run"))
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "store", "shard", "dry-run",
+                 "engine", "cleanup"))
 def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, store=None,
-         shard=None, dry_run=False):
+         shard=None, dry_run=False, engine=None, cleanup=False):
     """Push the tagged images from the store to the target registry (skip, mount or stream each blob).
 
     Writes reports/push.xml and push.json.
@@ -202,18 +247,24 @@ def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_d
     from arcmirror.steps import run_push
 
     settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, store=store,
-                         shard=shard)
+                         shard=shard, engine=engine)
+    docker = _engine_route(settings, cleanup, dry_run)
     with _failures_exit_1():
         planned = _plan(settings, plan)
-        with _progress(len(planned.ok_images), _to_copy(planned), quiet=dry_run) as progress:
-            run = run_push(settings, planned, progress, dry_run=dry_run)
+        if docker:
+            from arcmirror.engine import run_engine_push
+
+            run = run_engine_push(settings, planned, cleanup, say=_say)
+        else:
+            with _progress(len(planned.ok_images), _to_copy(planned), quiet=dry_run) as progress:
+                run = run_push(settings, planned, progress, dry_run=dry_run)
     _finish(run)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "shard", "json",
+@task(help=_help("env-file", "tag", "target-tag", "concurrency", "report-dir", "plan", "shard", "json", "engine",
                  deep="also download every blob from the target and re-hash it"))
 def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False,
-           shard=None, json=False):
+           shard=None, json=False, engine=None):
     """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
 
     Writes reports/verify.xml (one test case per image; failures say what is missing or different).
@@ -221,9 +272,15 @@ def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report
     """
     from arcmirror.verify import run_verify
 
-    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, shard=shard)
+    settings = _settings(env_file, tag, target_tag, concurrency=concurrency, report_dir=report_dir, shard=shard,
+                         engine=engine)
     with _failures_exit_1():
-        run = run_verify(settings, _plan(settings, plan), deep=deep)
+        if _engine_route(settings, deep=deep):
+            from arcmirror.engine import run_engine_verify
+
+            run = run_engine_verify(settings, _plan(settings, plan), say=_say)
+        else:
+            run = run_verify(settings, _plan(settings, plan), deep=deep)
     _finish(run, as_json=json)
 
 
@@ -237,7 +294,7 @@ def gate(c, env_file=None, report_dir=None):
     """
     from arcmirror.gate import gate as judge
 
-    settings = _settings(env_file, report_dir=report_dir, require_target=False)
+    settings = _settings(env_file, report_dir=report_dir, require_target=False, check_credentials=False)
     result = judge(settings.report_dir)
     print(result.render())
     if not result.ok:

@@ -54,7 +54,13 @@ VARIABLES: dict[str, str] = {
     "MIRROR_TIMEOUT": "seconds without a byte before a connection counts as stalled (default 60)",
     "MIRROR_RETRIES": "attempts for each request and each blob before giving up (default 5)",
     "MIRROR_SHARD": "I/N: work on the I-th of N shares of the plan's images (parallel pipeline jobs)",
+    "MIRROR_ENGINE": "registry (default): registry to registry, digests kept; docker: through the Docker engine",
+    "MIRROR_REFERRERS": "true (default): copy signatures, SBOMs and attestations with each image; false: skip them",
+    "MIRROR_REFERRER_TYPES": "comma-separated artifact types of referrers to copy (cosign: cosign's tags); empty: all",
 }
+ENGINES = ("registry", "docker")
+#: An Azure Pipelines variable that is not defined reaches a script as its own macro text.
+_UNDEFINED_MACRO = re.compile(r"^\$\([A-Za-z0-9_.-]+\)$")
 DISCOVER_MODES = ("set", "catalog")
 
 
@@ -128,6 +134,9 @@ class Settings:
     timeout: float = 60.0
     retries: int = 5
     shard: tuple[int, int] | None = None  # (index from 1, count)
+    engine: str = "registry"
+    referrers: bool = True
+    referrer_types: tuple[str, ...] = ()
 
     @property
     def plan_path(self) -> Path:
@@ -165,6 +174,7 @@ def load_settings(
     cwd: Path | None = None,
     require_tag: bool = False,
     require_target: bool = True,
+    check_credentials: bool = True,
 ) -> Settings:
     """Build :class:`Settings` or raise :class:`ConfigError` listing every problem.
 
@@ -184,7 +194,7 @@ def load_settings(
 
     def get(name: str, default: str | None = None) -> str | None:
         for layer in (overrides, environ, file_values):
-            if name in layer:
+            if name in layer and not _UNDEFINED_MACRO.match(layer[name] or ""):
                 return layer[name]
         return default
 
@@ -209,9 +219,9 @@ def load_settings(
             problems.append(f"{prefix}_TAG={tag!r} {problem}")
         username = (get(f"{prefix}_USERNAME") or "").strip() or None
         password_raw = get(f"{prefix}_PASSWORD") or None
-        if password_raw and not username:
+        if check_credentials and password_raw and not username:
             problems.append(f"{prefix}_PASSWORD is set but {prefix}_USERNAME is not: set both or neither")
-        if username and not password_raw:
+        if check_credentials and username and not password_raw:
             problems.append(f"{prefix}_USERNAME is set but {prefix}_PASSWORD is not: set both or neither")
         ca_bundle = (get(f"{prefix}_CA_BUNDLE") or "").strip() or None
         if ca_bundle:
@@ -298,6 +308,11 @@ def load_settings(
             problems.append(f"MIRROR_SHARD={shard_raw!r} must be I/N with 1 <= I <= N, e.g. 2/4")
         else:
             shard = (int(match[1]), int(match[2]))
+    engine = (get("MIRROR_ENGINE") or "registry").strip().lower()
+    if engine not in ENGINES:
+        problems.append(f"MIRROR_ENGINE={engine!r} must be one of: {', '.join(ENGINES)}")
+    referrers = _flag("MIRROR_REFERRERS", get("MIRROR_REFERRERS", "true"), problems)
+    referrer_types = tuple(t.strip() for t in (get("MIRROR_REFERRER_TYPES") or "").split(",") if t.strip())
     discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
     if discover not in DISCOVER_MODES:
         problems.append(f"MIRROR_DISCOVER={discover!r} must be one of: {', '.join(DISCOVER_MODES)}")
@@ -319,4 +334,7 @@ def load_settings(
         timeout=timeout,
         retries=retries,
         shard=shard,
+        engine=engine,
+        referrers=referrers,
+        referrer_types=referrer_types,
     )

@@ -385,3 +385,22 @@ def test_platforms_the_engine_cannot_copy_are_refused(engine, tmp_path):
     for case in run.cases:
         assert "MIRROR_PLATFORMS asks for linux/arm64" in case.message and "linux/amd64" in case.message
         assert "unset MIRROR_PLATFORMS" in case.hint
+
+
+def test_the_tasks_take_the_engine_route(engine, docker_engine, docker_config, release, new_registry, tmp_path):
+    """``invoke mirror --engine docker --cleanup`` and ``invoke verify --engine docker`` through the front door."""
+    from helpers import invoke, mirror_env
+
+    target = new_registry(auth="basic")
+    env = mirror_env(release.registry, target, release, MIRROR_IMAGES="arc-bootstrapper,arc-sqlmi",
+                     DOCKER_HOST=docker_engine.host, DOCKER_CONFIG=str(docker_config))
+    run = invoke(["mirror", "--engine", "docker", "--cleanup"], env, tmp_path)
+    assert run.code == 0, run.output
+    assert target.manifest_digest("mirror/arcdata/arc-sqlmi", release.tag) is not None
+    assert _engine_refs(docker_engine) == []
+    verified = invoke(["verify", "--engine", "docker"], env, tmp_path)
+    assert verified.code == 0, verified.output
+    assert invoke(["mirror", "--cleanup"], env, tmp_path / "x").code == 2
+    assert invoke(["mirror", "--engine", "docker", "--dry-run"], env, tmp_path / "y").code == 2
+    assert invoke(["mirror", "--engine", "podman"], env, tmp_path / "z").code == 2
+    assert target.password not in run.output + verified.output

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from .endpoints.layout import OCI_INDEX, REF_NAME, LayoutStore
+from .endpoints.layout import OCI_INDEX, REF_NAME, LayoutEndpoint, LayoutStore
 from .plan import Plan, PlannedImage
 from .reference import is_digest
 from .registry.client import CHUNK, MANIFEST_MEDIA_TYPES, Manifest, sha256_digest
@@ -92,6 +92,7 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
             "size": files[f"blobs/sha256/{image.target_digest[7:]}"][1],
             "annotations": {REF_NAME: _ref_name(image, plan.tag), "org.arcmirror.source": image.source},
         })
+        index_entries += _referrer_files(store, plan.source_registry, image, files, since, omitted)
     small = {
         "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
         "index.json": json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries},
@@ -126,6 +127,35 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
         partial.unlink(missing_ok=True)
         raise
     return ExportResult(archive, len(index_entries), len(files), len(omitted), total)
+
+
+def _referrer_files(store: LayoutStore, namespace: str, image: PlannedImage, files: dict, since: set[str],
+                    omitted: dict[str, int]) -> list[dict]:
+    """Add an image's referrers to ``files``; return index.json entries for its referrer tags."""
+    def add(digest: str, size: int | None = None) -> None:
+        path = store.blob_path(digest)
+        if not path.is_file():
+            raise NotFoundError(f"referrer blob {digest} of {image.name} is not in the store {store.path}",
+                                "run 'invoke pull' first")
+        files[f"blobs/sha256/{digest[7:]}"] = (path, path.stat().st_size if size is None else size)
+
+    for digest in image.referrer_manifests:
+        add(digest)
+    for digest, size in image.referrer_blobs.items():
+        if digest in since:
+            omitted[digest] = size
+        else:
+            add(digest, size)
+    entries = []
+    view = LayoutEndpoint(store, namespace)
+    for tag in view.list_tags(image.source_repository):
+        if tag.startswith("sha256-"):  # the tag-schema index and cosign's tags
+            digest = view.resolve(image.source_repository, tag)
+            manifest = store.manifest(digest)
+            add(digest)
+            entries.append({"mediaType": manifest.media_type, "digest": digest, "size": len(manifest.data),
+                            "annotations": {REF_NAME: f"{image.name}:{tag}"}})
+    return entries
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -257,6 +287,14 @@ class ArchiveReader:
         if media_type not in MANIFEST_MEDIA_TYPES:
             raise ProtocolError(f"manifest {digest} in the {self.label} has media type {media_type!r}")
         return Manifest(data, media_type, digest)
+
+    def list_tags(self, repository: str) -> list[str]:
+        index = json.loads(self._read_member("index.json"))
+        names = [(e.get("annotations") or {}).get(REF_NAME, "") for e in index.get("manifests", [])]
+        return [n[len(repository) + 1:] for n in names if n.startswith(f"{repository}:")]
+
+    def referrers(self, repository: str, digest: str) -> list[dict] | None:
+        return None
 
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         member = self._members.get(f"blobs/sha256/{digest[7:]}")

@@ -22,6 +22,7 @@ from .config import Platform
 from .endpoints.base import Source, Target
 from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of
 from .reference import is_digest
+from .referrers import find as find_referrers, merged_index, schema_tag
 from .registry.client import Manifest, RetryPolicy
 from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
 
@@ -59,6 +60,9 @@ class ImageResult:
     duration: float = 0.0
     error: str | None = None
     hint: str | None = None
+    referrers: int = 0  # signatures, SBOMs, attestations found for the image
+    referrers_copied: int = 0
+    tree: list[str] = field(default_factory=list)  # the manifest digests of the image (index first)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +158,8 @@ class CopyEngine:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         dry_run: bool = False,
+        referrers: bool = True,
+        referrer_types: Sequence[str] = (),
     ) -> None:
         self.source = source
         self.target = target
@@ -163,6 +169,8 @@ class CopyEngine:
         self.retry = retry
         self._sleep = sleep
         self.dry_run = dry_run  # read everything, write nothing: count what would be sent
+        self.referrers = referrers  # copy signatures, SBOMs and attestations too
+        self.referrer_types = tuple(referrer_types)
         self._ledger = _BlobLedger()
         self._blob_pool: ThreadPoolExecutor | None = None
         self._job_repos: list[str] = []
@@ -221,6 +229,8 @@ class CopyEngine:
         result.platforms = platforms_of(manifest)
         result.digest = manifest.digest
         self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=())
+        if self.referrers:
+            self._copy_referrers(job, result)
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
         result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
 
@@ -228,6 +238,7 @@ class CopyEngine:
                    present: bool, depth: int, path: tuple[str, ...]) -> None:
         """Copy a manifest's blobs and children, then the manifest itself unless the target has it (``present``)."""
         where = f"{job.source_repo}@{manifest.digest}"
+        result.tree.append(manifest.digest)
         if manifest.digest in path or depth > MAX_DEPTH:
             raise ProtocolError(f"{where} refers to itself or nests deeper than {MAX_DEPTH} levels")
         if is_index(manifest):
@@ -243,6 +254,33 @@ class CopyEngine:
             if not self.dry_run:
                 self.target.put_manifest(job.target_repo, reference, manifest)
             result.manifests_pushed += 1
+
+    def _copy_referrers(self, job: ImageJob, result: ImageResult) -> None:
+        """Copy the referrers of every manifest of the image (and theirs), then list them in the target."""
+        subjects = list(result.tree)
+        found = find_referrers(self.source, job.source_repo, subjects, self.referrer_types)
+        result.referrers = len(found.referrers) + len(found.cosign)
+        for referrer in found.referrers:
+            if self.target.resolve(job.target_repo, referrer.digest) != referrer.digest:
+                manifest = self.source.get_manifest(job.source_repo, referrer.digest)
+                self._copy_tree(job, manifest, referrer.digest, result, present=False, depth=0, path=())
+                result.referrers_copied += 1
+        if not getattr(self.target, "keeps_referrers", False):  # else the registry's referrers API lists them
+            for subject, referrers in found.by_subject().items():
+                tag = schema_tag(subject)
+                existing = self.target.get_manifest(job.target_repo, tag) \
+                    if self.target.resolve(job.target_repo, tag) else None
+                index = merged_index(existing, found.source_indexes.get(subject), referrers)
+                if index is not None:
+                    if not self.dry_run:
+                        self.target.put_manifest(job.target_repo, tag, index)
+                    result.manifests_pushed += 1
+        for tag, digest in found.cosign.items():
+            if self.target.resolve(job.target_repo, tag) != digest:
+                manifest = self.source.get_manifest(job.source_repo, digest)
+                self._copy_tree(job, manifest, tag, result, present=False, depth=0, path=())
+                result.referrers_copied += 1
+        del result.tree[len(subjects):]  # keep the image's own manifests only
 
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
         pool = self._blob_pool

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .config import Platform
 from .reference import is_digest
@@ -100,3 +100,26 @@ def platforms_of(manifest: Manifest) -> list[str]:
     if not is_index(manifest):
         return []
     return [platform_name(e.get("platform")) for e in manifest.json().get("manifests") or [] if isinstance(e, dict)]
+
+
+def walk(get_manifest: Callable[[str], Manifest], top: str, where: str,
+         limit: int = 64) -> tuple[list[Manifest], dict[str, int]]:
+    """Every manifest under ``top`` (itself first) and every blob they reference (digest -> size)."""
+    manifests: list[Manifest] = []
+    blobs: dict[str, int] = {}
+    pending = [top]
+    seen: set[str] = set()
+    while pending:
+        digest = pending.pop(0)
+        if digest in seen:
+            continue
+        seen.add(digest)
+        if len(seen) > limit:
+            raise ProtocolError(f"{where} has more than {limit} nested manifests")
+        manifest = get_manifest(digest)
+        manifests.append(manifest)
+        if is_index(manifest):
+            pending += children_of(manifest, f"{where}@{digest}")
+        else:
+            blobs.update(blobs_of(manifest, f"{where}@{digest}"))
+    return manifests, blobs

@@ -16,8 +16,9 @@ from typing import Callable, Sequence
 
 from .config import Platform, Settings
 from .endpoints.base import Source, Target
-from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of
+from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of, walk
 from .reference import ImageRef, join_repository, tag_problem
+from .referrers import find as find_referrers
 from .registry.client import RegistryClient
 from .registry.errors import NotFoundError, ProtocolError, RegistryError
 
@@ -42,6 +43,10 @@ class PlannedImage:
     blobs: dict[str, int] = field(default_factory=dict)  # digest -> size
     in_target: bool | None = None  # None: the target could not be asked
     bytes_in_target: int = 0
+    #: signatures, SBOMs, attestations: {"digest", "subject", "artifact_type"} or {"digest", "tag"} (cosign)
+    referrers: list[dict] = field(default_factory=list)
+    referrer_manifests: list[str] = field(default_factory=list)  # every manifest under the referrers
+    referrer_blobs: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     hint: str | None = None
 
@@ -196,8 +201,21 @@ def _catalog_images(client: RegistryClient, repository: str) -> list[str]:
     return sorted(r[len(prefix):] for r in client.catalog() if r.startswith(prefix) and len(r) > len(prefix))
 
 
+def plan_referrers(image: PlannedImage, source: Source, types: Sequence[str]) -> None:
+    """List the referrers of every manifest of the image (and theirs), with what they are made of."""
+    found = find_referrers(source, image.source_repository, image.manifests, types)
+    image.referrers = [{"digest": r.digest, "subject": r.subject, "artifact_type": r.artifact_type}
+                       for r in found.referrers]
+    image.referrers += [{"digest": digest, "tag": tag} for tag, digest in found.cosign.items()]
+    for entry in image.referrers:
+        manifests, blobs = walk(lambda d: source.get_manifest(image.source_repository, d), entry["digest"],
+                                image.source_repository)
+        image.referrer_manifests += [m.digest for m in manifests if m.digest not in image.referrer_manifests]
+        image.referrer_blobs.update(blobs)
+
+
 def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | None,
-               platforms: Sequence[Platform]) -> PlannedImage:
+               platforms: Sequence[Platform], referrer_types: Sequence[str] | None = ()) -> PlannedImage:
     """Fill in one image: pinned digest, tree, blobs, and what the target has. Errors land on the image."""
     try:
         digest = source.resolve(image.source_repository, tag)
@@ -222,17 +240,19 @@ def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | N
                             if d not in image.manifests]
             else:
                 image.blobs.update(blobs_of(manifest, where))
+        if referrer_types is not None:
+            plan_referrers(image, source, referrer_types)
     except RegistryError as exc:
         image.error, image.hint = exc.message, exc.hint
         return image
     if target is not None:
         try:
-            image.in_target = target.resolve(image.target_repository, image.target_tag) == image.target_digest
-            if image.in_target:
-                image.bytes_in_target = image.bytes
-            else:
-                image.bytes_in_target = sum(size for d, size in image.blobs.items()
-                                            if target.has_blob(image.target_repository, d))
+            tagged = target.resolve(image.target_repository, image.target_tag) == image.target_digest
+            present = {d: size for d, size in image.blobs.items() if target.has_blob(image.target_repository, d)}
+            image.bytes_in_target = sum(present.values())
+            # "in the target" means complete: the tag in place and every blob there (none lost since)
+            image.in_target = tagged and len(present) == len(image.blobs) and all(
+                target.resolve(image.target_repository, r["digest"]) == r["digest"] for r in image.referrers)
         except RegistryError:
             image.in_target = None
     return image
@@ -290,7 +310,9 @@ def discover(
         for name in names
     ]
     with ThreadPoolExecutor(settings.concurrency) as pool:
-        images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms), images))
+        referrer_types = settings.referrer_types if settings.referrers else None
+        images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms, referrer_types),
+                               images))
     if mode != "catalog":
         missing = [i.name for i in images if not i.ok and "does not exist" in (i.error or "")]
     return Plan(

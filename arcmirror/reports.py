@@ -41,6 +41,7 @@ def _details(result: ImageResult, source: str, target: str) -> str:
         f"blobs mounted: {result.blobs_mounted}",
         f"blobs skipped (already in target): {result.blobs_skipped}",
         f"manifests pushed: {result.manifests_pushed}",
+        f"referrers (signatures, SBOMs, attestations): {result.referrers} found, {result.referrers_copied} copied",
         f"duration: {result.duration:.2f}s",
     ]
     return "\n".join(lines)
@@ -108,7 +109,8 @@ def record(results: Sequence[ImageResult], refs: dict[str, tuple[str, str]]) -> 
             "source_digest": r.source_digest, "digest": r.digest, "media_type": r.media_type,
             "platforms": r.platforms, "rewritten": r.rewritten, "bytes_sent": r.bytes_sent,
             "blobs_copied": r.blobs_copied, "blobs_mounted": r.blobs_mounted, "blobs_skipped": r.blobs_skipped,
-            "manifests_pushed": r.manifests_pushed, "duration": round(r.duration, 3),
+            "manifests_pushed": r.manifests_pushed, "referrers": r.referrers, "referrers_copied": r.referrers_copied,
+            "duration": round(r.duration, 3),
             "error": r.error, "hint": r.hint,
         })
     return {

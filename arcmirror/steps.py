@@ -205,7 +205,13 @@ def run_tag(settings: Settings, plan: Plan) -> StepRun:
                 raise PlanError(f"the store holds {digest} for {image.source}, but the plan pinned {image.target_digest}",
                                 "run 'invoke pull' again")
             store.set_ref(target_ref, store.manifest(digest))
-            cases.append(reports.Case(image.name, "tag", True, details + [f"digest: {digest}"]))
+            # the referrers' tags (tag schema indexes, cosign) travel under the target name too
+            referrer_tags = [t for t in source_view.list_tags(image.source_repository) if t.startswith("sha256-")]
+            for referrer_tag in referrer_tags:
+                found = source_view.resolve(image.source_repository, referrer_tag)
+                store.set_ref(target_view.ref_name(repo, referrer_tag), store.manifest(found))
+            cases.append(reports.Case(image.name, "tag", True, details + [f"digest: {digest}",
+                                                                          f"referrer tags: {len(referrer_tags)}"]))
         except RegistryError as exc:
             cases.append(reports.Case(image.name, "tag", False, details, message=exc.message, hint=exc.hint))
     return write_step(settings, "tag", cases + _failed_plan_cases("tag", plan), started)

@@ -12,6 +12,7 @@ from .config import Settings
 from .endpoints.registry import RegistryEndpoint
 from .manifests import blobs_of, children_of, is_index
 from .plan import Plan, PlannedImage
+from .referrers import schema_tag
 from .registry.client import CHUNK, RegistryClient
 from .registry.errors import RegistryError
 from .steps import StepRun, target_of, write_step
@@ -22,6 +23,34 @@ def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
     for chunk in RegistryEndpoint(client).iter_blob(repo, digest, size):
         hasher.update(chunk)
     return "sha256:" + hasher.hexdigest()
+
+
+def _referrer_problems(client: RegistryClient, repo: str, image: PlannedImage) -> list[str]:
+    """Every planned referrer is in the target and can be found again (tag schema or referrers API)."""
+    problems = []
+    listed: dict[str, set[str]] = {}
+    tags: set[str] | None = None
+    for entry in image.referrers:
+        digest = entry["digest"]
+        if "tag" in entry:  # cosign
+            if client.head_manifest(repo, entry["tag"]) != digest:
+                problems.append(f"cosign tag {entry['tag']} does not point at {digest}")
+            continue
+        what = f"referrer {digest} ({entry.get('artifact_type') or 'no artifact type'}) of {entry['subject']}"
+        if client.head_manifest(repo, digest) != digest:
+            problems.append(f"{what} is missing")
+            continue
+        subject = entry["subject"]
+        if subject not in listed:
+            names = {e["digest"] for e in client.referrers(repo, subject) or []}
+            tags = set(client.tags_or_none(repo)) if tags is None else tags
+            if schema_tag(subject) in tags:
+                index = client.get_manifest(repo, schema_tag(subject)).json()
+                names |= {e.get("digest") for e in index.get("manifests") or [] if isinstance(e, dict)}
+            listed[subject] = names
+        if digest not in listed[subject]:
+            problems.append(f"{what} is in the target but not listed for its subject (tag {schema_tag(subject)})")
+    return problems
 
 
 def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool) -> reports.Case:
@@ -61,8 +90,9 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
                     problems.append(f"blob {digest} has content whose digest is {got}")
         if image.blobs and set(blobs_seen) != set(image.blobs) and not problems:
             problems.append("the target's image has other blobs than planned")
+        problems += _referrer_problems(client, repo, image)
         details += [f"manifests checked: {len(manifests_seen)}", f"blobs checked: {len(blobs_seen)}"
-                    + (" (re-hashed)" if deep else " (HEAD)")]
+                    + (" (re-hashed)" if deep else " (HEAD)"), f"referrers checked: {len(image.referrers)}"]
     except RegistryError as exc:
         problems.append(exc.message)
         hint = exc.hint

@@ -183,6 +183,15 @@ class LayoutEndpoint:
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         return self.store.iter_blob(digest)
 
+    def list_tags(self, repository: str) -> list[str]:
+        prefix = f"{self.namespace}/{repository}:"
+        return [name[len(prefix):] for name in self.store.refs() if name.startswith(prefix)]
+
+    def referrers(self, repository: str, digest: str) -> list[dict] | None:
+        return None  # a layout keeps referrers by the tag schema
+
+    keeps_referrers = False
+
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.store.has_blob(digest)
 

@@ -57,6 +57,17 @@ class RegistryEndpoint:
                 response.close()
         raise SourceReadError(f"reading blob {digest} from the {self.label} failed {RESUMES + 1} times; last: {failure}")
 
+    def list_tags(self, repository: str) -> list[str]:
+        return self.client.tags_or_none(repository)
+
+    def referrers(self, repository: str, digest: str) -> list[dict] | None:
+        return self.client.referrers(repository, digest)
+
+    @property
+    def keeps_referrers(self) -> bool:
+        """True once the registry showed it indexes referrers itself (the OCI referrers API)."""
+        return self.client.subject_indexed
+
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.client.has_blob(repository, digest)
 

@@ -137,6 +137,8 @@ class RegistryClient:
         self._base_url: str | None = None
         self._challenge: Challenge | None = None
         self._ping_error: RegistryError | None = None
+        #: the registry answered a manifest with ``subject`` with OCI-Subject: it keeps the referrers API itself
+        self.subject_indexed = False
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -453,6 +455,26 @@ class RegistryClient:
             )
         return Manifest(data, media_type, digest)
 
+    def referrers(self, repository: str, digest: str) -> list[dict] | None:
+        """The OCI referrers API's list for ``digest``, or None when the registry has no such API."""
+        response = self.request(
+            "GET", f"/v2/{repository}/referrers/{digest}", scopes=[repository_scope(repository, "pull")],
+            what=f"referrers of {repository}@{digest}", ok=(200, 404, 400, 405),
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"}, stream=True,
+        )
+        with response:
+            content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+            if response.status_code != 200 or content_type != "application/vnd.oci.image.index.v1+json":
+                return None
+            try:
+                body = json.loads(_read_capped(response, MAX_MANIFEST_BYTES, f"referrers of {repository}@{digest}"))
+                entries = body.get("manifests") or []
+            except (ValueError, AttributeError):
+                raise ProtocolError(f"the {self.label} answered an unreadable referrers list for {digest}") from None
+        if not all(isinstance(e, dict) and isinstance(e.get("digest"), str) for e in entries):
+            raise ProtocolError(f"the {self.label} answered an invalid referrers list for {digest}")
+        return entries
+
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         what = f"manifest {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
         response = self.request(
@@ -461,6 +483,7 @@ class RegistryClient:
             data=manifest.data, headers={"Content-Type": manifest.media_type},
         )
         response.close()
+        self.subject_indexed = self.subject_indexed or bool(response.headers.get("OCI-Subject"))
         returned = response.headers.get("Docker-Content-Digest")
         if returned and returned != manifest.digest:
             raise DigestMismatchError(
@@ -545,6 +568,13 @@ class RegistryClient:
     def list_tags(self, repository: str) -> list[str]:
         return list(self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
                                    f"tags of {repository}"))
+
+    def tags_or_none(self, repository: str) -> list[str]:
+        """The tags of a repository; an empty list when the repository does not exist."""
+        try:
+            return self.list_tags(repository)
+        except NotFoundError:
+            return []
 
     def catalog(self) -> list[str]:
         return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))

@@ -275,31 +275,27 @@ def load_settings(
             except ValueError as exc:
                 problems.append(f"MIRROR_PLATFORMS: {exc}")
 
-    concurrency_raw = (get("MIRROR_CONCURRENCY") or str(DEFAULT_CONCURRENCY)).strip()
-    concurrency = DEFAULT_CONCURRENCY
-    if not re.fullmatch(r"[0-9]{1,3}", concurrency_raw) or not 1 <= int(concurrency_raw) <= 64:
-        problems.append(f"MIRROR_CONCURRENCY={concurrency_raw!r} must be a whole number from 1 to 64")
-    else:
-        concurrency = int(concurrency_raw)
+    def number(name: str, default: float, low: float, high: float, *, whole: bool = True) -> float:
+        raw = (get(name) or "").strip()
+        if not raw:
+            return default
+        pattern = r"[0-9]{1,6}" if whole else r"[0-9]{1,6}(\.[0-9]{1,3})?"
+        if not re.fullmatch(pattern, raw) or not low <= float(raw) <= high:
+            kind = "a whole number" if whole else "a number of seconds"
+            problems.append(f"{name}={raw!r} must be {kind} from {low:g} to {high:g}")
+            return default
+        return int(raw) if whole else float(raw)
 
-    report_dir = Path(get("MIRROR_REPORT_DIR") or "reports")
-    if not report_dir.is_absolute():
-        report_dir = cwd / report_dir
-    store = Path(get("MIRROR_STORE") or ".arcmirror/store")
-    if not store.is_absolute():
-        store = cwd / store
-    timeout_raw = (get("MIRROR_TIMEOUT") or "60").strip()
-    timeout = 60.0
-    if not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,3})?", timeout_raw) or not 0.1 <= float(timeout_raw) <= 3600:
-        problems.append(f"MIRROR_TIMEOUT={timeout_raw!r} must be a number of seconds from 0.1 to 3600")
-    else:
-        timeout = float(timeout_raw)
-    retries_raw = (get("MIRROR_RETRIES") or "5").strip()
-    retries = 5
-    if not re.fullmatch(r"[0-9]{1,2}", retries_raw) or not 1 <= int(retries_raw) <= 20:
-        problems.append(f"MIRROR_RETRIES={retries_raw!r} must be a whole number from 1 to 20")
-    else:
-        retries = int(retries_raw)
+    concurrency = int(number("MIRROR_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64))
+    timeout = number("MIRROR_TIMEOUT", 60.0, 0.1, 3600, whole=False)
+    retries = int(number("MIRROR_RETRIES", 5, 1, 20))
+
+    def folder(name: str, default: str) -> Path:
+        path = Path(get(name) or default)
+        return path if path.is_absolute() else cwd / path
+
+    report_dir = folder("MIRROR_REPORT_DIR", "reports")
+    store = folder("MIRROR_STORE", ".arcmirror/store")
     shard = None
     shard_raw = (get("MIRROR_SHARD") or "").strip()
     if shard_raw:

@@ -1,0 +1,88 @@
+"""The benchmark harness works end to end at a tiny scale (no time is ever asserted here).
+
+Marked ``bench`` (about 40 s in all): ``pytest -m "not bench"`` leaves it out.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from arcmirror.testbed import dockerd
+from benchmarks.bench import TOOLS, main, run_benchmark
+
+pytestmark = pytest.mark.bench
+
+TINY = {"scale": 0.01, "runs": 1}
+NOOP = (8, 20)  # 16 Arc names + arc-extra-NN beyond them, fewer than the real 16/64 to save time
+
+
+def _measured(report, case: str, tool: str) -> bool:
+    row = report.row(case, tool)
+    return row is not None and not row.skipped and len(row.good) == 1
+
+
+def test_every_scenario_and_tool_runs_on_tiny_data(tmp_path, testbed_tools):
+    output = tmp_path / "benchmarks.md"
+    tools = [t for t in TOOLS if t != "docker"]  # the engine has its own test below
+    report = run_benchmark(**TINY, tools=tools, scenarios=["cold", "noop", "incremental", "memory"],
+                           workdir=tmp_path / "work", output=output, noop_counts=NOOP)
+
+    assert report.ok, report.results_table()
+    noops = [f"noop-{n}" for n in NOOP]
+    for case in ("cold", *noops, "incremental", "memory"):
+        assert _measured(report, case, "arcmirror"), case
+        assert _measured(report, case, "skopeo-copy"), case
+    for case in ("cold", *noops, "incremental"):
+        assert _measured(report, case, "skopeo-sync"), case
+    for case in ("cold", "incremental", "memory"):
+        assert _measured(report, case, "floor"), case
+        assert _measured(report, case, "floor-relay"), case
+    assert "nothing to send" in report.row(noops[0], "floor").skipped
+    assert report.row(noops[1], "arcmirror").good[0].extra == {} and len(report.cases) == 5
+    pull_push = report.row("cold", "pull-push")
+    assert pull_push.skipped is None or "not available" in pull_push.skipped
+
+    # arcmirror's own figures are read back: bytes sent from mirror.json, peak RSS of the process.
+    incremental = report.row("incremental", "arcmirror").good[0]
+    new_bytes = next(c["new_bytes"] for c in report.cases if c["label"] == "incremental")
+    assert 0 < new_bytes < next(c["bytes"] for c in report.cases if c["label"] == "cold")
+    assert isinstance(incremental.bytes_sent, int) and incremental.bytes_sent > 0
+    assert "noop_after" in incremental.extra
+    assert report.row("memory", "arcmirror").peak() > 1_000_000
+
+    text = output.read_text()
+    for heading in ("## Machine", "## Data", "## Results", "## No-op: cost of one more image",
+                    "## The issue's targets"):
+        assert heading in text
+    assert "| cold | arcmirror |" in text and "skopeo" in report.machine["skopeo"]
+    assert report.targets()
+    assert not (tmp_path / "work" / "runs").exists() or not any((tmp_path / "work" / "runs").iterdir())
+
+
+def test_docker_is_skipped_with_its_reason_when_dockerd_is_absent(tmp_path, monkeypatch, testbed_tools):
+    monkeypatch.setattr(dockerd, "dockerd_path", lambda: None)
+    output = tmp_path / "b.md"
+    report = run_benchmark(**TINY, tools=["docker"], scenarios=["cold"], workdir=tmp_path / "work", output=output)
+    skipped = report.row("cold", "docker").skipped
+    assert skipped and "dockerd is not installed" in skipped
+    assert f"| cold | docker | – | – | – | – | – | skipped: {skipped} |" in output.read_text()
+
+
+@pytest.mark.skipif(dockerd.unavailable_reason() is not None, reason=str(dockerd.unavailable_reason()))
+def test_docker_pull_tag_push_through_a_private_engine(tmp_path, testbed_tools):
+    report = run_benchmark(**TINY, tools=["docker"], scenarios=["cold"], workdir=tmp_path / "work")
+    assert report.ok, report.results_table()
+    assert _measured(report, "cold", "docker")
+    assert not list((tmp_path / "work").glob("dockerd/data/*")), "the engine's data is removed at the end"
+
+
+def test_command_line(tmp_path, capsys, testbed_tools):
+    output = tmp_path / "memory.md"
+    assert main(["--scale", "0.01", "--runs", "1", "--only", "arcmirror,floor", "--scenarios", "memory",
+                 "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "| memory | arcmirror |" in printed and "peak RSS" in printed
+    assert output.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--only", "rsync"])
+    assert exit_info.value.code == 2

@@ -32,6 +32,7 @@ COMMON = {
     "json": "print a machine-readable summary (JSON) on stdout instead of the text summary",
     "engine": "registry (default) or docker: go through the Docker engine at DOCKER_HOST (MIRROR_ENGINE)",
     "cleanup": "with --engine docker: remove the images this run pulled and tagged from the engine afterwards",
+    "repair": "check every blob under a tag already in place and send again what was lost (MIRROR_REPAIR)",
 }
 
 
@@ -44,8 +45,8 @@ def _say(text: str) -> None:
 
 
 def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-              report_dir=None, store=None, discover=None, shard=None, engine=None, require_target=True,
-              check_credentials=True):
+              report_dir=None, store=None, discover=None, shard=None, engine=None, repair=None,
+              require_target=True, check_credentials=True):
     from arcmirror import ci
 
     settings = settings_from_options(require_target=require_target, check_credentials=check_credentials, options={
@@ -60,6 +61,7 @@ def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=N
         "MIRROR_DISCOVER": discover,
         "MIRROR_SHARD": shard,
         "MIRROR_ENGINE": engine,
+        "MIRROR_REPAIR": "true" if repair else None,
     })
     ci.announce_secrets(settings)
     return settings
@@ -152,10 +154,11 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
 
 
 @task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
-                 "dry-run", "json", "engine", "cleanup",
+                 "dry-run", "json", "engine", "cleanup", "repair",
                  plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-           report_dir=None, plan=None, shard=None, dry_run=False, json=False, engine=None, cleanup=False):
+           report_dir=None, plan=None, shard=None, dry_run=False, json=False, engine=None, cleanup=False,
+           repair=False):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -167,7 +170,7 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     from arcmirror.reports import arc_deployment_hint
 
     settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard,
-                         engine=engine)
+                         engine=engine, repair=repair)
     if _engine_route(settings, cleanup, dry_run):
         from arcmirror.engine import run_engine_mirror
         from arcmirror.steps import run_discover
@@ -364,6 +367,30 @@ def demo(c, report_dir="reports/demo", keep=False):
         raise Exit(code=code)
 
 
+@task(help={"scale": "data size factor (1 = ~400 MB of distinct blobs; a 1 GB layer in the memory case)",
+            "runs": "runs per figure; the median is reported (default 3)",
+            "only": "comma-separated tools: floor,floor-relay,arcmirror,pull-push,skopeo-copy,skopeo-sync,docker",
+            "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory",
+            "output": "the Markdown report (default docs/benchmarks.md; '-' for none)",
+            "workdir": "keep layouts, registries and the engine here (default: a temporary folder)",
+            "noop-images": "image counts of the two no-op cases (default 16,64)"})
+def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=None, noop_images=None):
+    """Time arcmirror against skopeo, docker and the target's floor on a synthetic Arc release.
+
+    Real registries on loopback, the same data for every tool, each run into a fresh target; the
+    medians go to docs/benchmarks.md with the machine's description. See benchmarks/README.md.
+    """
+    from benchmarks.bench import main
+
+    argv = ["--scale", str(scale), "--runs", str(runs)]
+    for flag, value in (("--only", only), ("--scenarios", scenarios), ("--output", output),
+                        ("--workdir", workdir), ("--noop-images", noop_images)):
+        if value:
+            argv += [flag, value]
+    if code := main(argv):
+        raise Exit(code=code)
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c, k=None, x=False):
     """Run the whole test suite (starts its own registries on loopback; run scripts/bootstrap first)."""
@@ -379,4 +406,4 @@ def test(c, k=None, x=False):
         raise Exit(code=code if code != 5 else EXIT_USAGE)
 
 
-ns = Collection(discover, mirror, pull, tag_, push, verify, gate, export_, import_, demo, test)
+ns = Collection(discover, mirror, pull, tag_, push, verify, gate, export_, import_, demo, bench, test)

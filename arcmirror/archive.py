@@ -296,6 +296,8 @@ class ArchiveReader:
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
         return None
 
+    has_referrers_api = False
+
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         member = self._members.get(f"blobs/sha256/{digest[7:]}")
         if member is None:

@@ -37,5 +37,6 @@ def open_client(endpoint: Endpoint, settings: Settings) -> RegistryClient:
 def make_engine(settings: Settings, source: Source, target: Target, *, platforms: Sequence[Platform] = (),
                 progress: Progress | None = None, dry_run: bool = False) -> CopyEngine:
     return CopyEngine(source, target, concurrency=settings.concurrency, platforms=platforms, progress=progress,
-                      retry=retry_policy(settings), dry_run=dry_run, referrers=settings.referrers,
+                      retry=retry_policy(settings), dry_run=dry_run, repair=settings.repair,
+                      referrers=settings.referrers,
                       referrer_types=settings.referrer_types)

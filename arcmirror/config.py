@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from dotenv import dotenv_values
 
 from .imageset import DEFAULT_IMAGE_SET, ImageSetError, load_image_set
 from .reference import registry_problem, repository_problem, tag_problem
@@ -55,6 +54,7 @@ VARIABLES: dict[str, str] = {
     "MIRROR_RETRIES": "attempts for each request and each blob before giving up (default 5)",
     "MIRROR_SHARD": "I/N: work on the I-th of N shares of the plan's images (parallel pipeline jobs)",
     "MIRROR_ENGINE": "registry (default): registry to registry, digests kept; docker: through the Docker engine",
+    "MIRROR_REPAIR": "true: check every blob under a tag already in place and send again what was lost",
     "MIRROR_REFERRERS": "true (default): copy signatures, SBOMs and attestations with each image; false: skip them",
     "MIRROR_REFERRER_TYPES": "comma-separated artifact types of referrers to copy (cosign: cosign's tags); empty: all",
 }
@@ -135,6 +135,7 @@ class Settings:
     retries: int = 5
     shard: tuple[int, int] | None = None  # (index from 1, count)
     engine: str = "registry"
+    repair: bool = False
     referrers: bool = True
     referrer_types: tuple[str, ...] = ()
 
@@ -150,6 +151,8 @@ def _read_env_file(path: Path | None, explicit: bool, problems: list[str]) -> di
         if explicit:
             problems.append(f"the .env file {path} does not exist (named by MIRROR_ENV_FILE or --env-file)")
         return {}
+    from dotenv import dotenv_values  # here: most runs in a pipeline have no .env file to read
+
     try:
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError) as exc:
@@ -308,6 +311,7 @@ def load_settings(
     if engine not in ENGINES:
         problems.append(f"MIRROR_ENGINE={engine!r} must be one of: {', '.join(ENGINES)}")
     referrers = _flag("MIRROR_REFERRERS", get("MIRROR_REFERRERS", "true"), problems)
+    repair = _flag("MIRROR_REPAIR", get("MIRROR_REPAIR"), problems)
     referrer_types = tuple(t.strip() for t in (get("MIRROR_REFERRER_TYPES") or "").split(",") if t.strip())
     discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
     if discover not in DISCOVER_MODES:
@@ -331,6 +335,7 @@ def load_settings(
         retries=retries,
         shard=shard,
         engine=engine,
+        repair=repair,
         referrers=referrers,
         referrer_types=referrer_types,
     )

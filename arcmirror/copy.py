@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from .config import Platform
 from .endpoints.base import Source, Target
-from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of
+from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of, walk
 from .reference import is_digest
 from .referrers import find as find_referrers, merged_index, schema_tag
 from .registry.client import Manifest, RetryPolicy
@@ -41,6 +41,7 @@ class ImageJob:
     source_ref: str
     target_repo: str
     target_tag: str
+    repair: bool = False  # check the whole tree even when the target tag is already in place
 
 
 @dataclass
@@ -158,6 +159,7 @@ class CopyEngine:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         dry_run: bool = False,
+        repair: bool = False,
         referrers: bool = True,
         referrer_types: Sequence[str] = (),
     ) -> None:
@@ -169,6 +171,7 @@ class CopyEngine:
         self.retry = retry
         self._sleep = sleep
         self.dry_run = dry_run  # read everything, write nothing: count what would be sent
+        self.repair = repair  # check every blob under a tag already in place, and send what was lost
         self.referrers = referrers  # copy signatures, SBOMs and attestations too
         self.referrer_types = tuple(referrer_types)
         self._ledger = _BlobLedger()
@@ -216,9 +219,18 @@ class CopyEngine:
             )
         result.source_digest = digest
         current = self.target.resolve(job.target_repo, job.target_tag)
+        if current == digest and not self.platforms and not (self.repair or job.repair):
+            # the tag is in place, and a registry takes a manifest only when everything it references is
+            # there: the image is complete (a lost blob is what --repair and verify are for)
+            result.status, result.digest = "up-to-date", digest
+            if self.referrers:
+                self._copy_referrers(job, result, lambda: self._tree_digests(job, digest))
+                if result.manifests_pushed or result.referrers_copied:
+                    result.status = "would-copy" if self.dry_run else "copied"
+            return
         if current == digest and not self.platforms:
-            # the tag is in place: check the tree from the target itself (no rate-limited GET on the
-            # source) and repair whatever was lost since, e.g. a blob deleted by garbage collection
+            # --repair: check the tree from the target itself (no rate-limited GET on the source) and
+            # send again whatever was lost since, e.g. a blob deleted by garbage collection
             manifest = self.target.get_manifest(job.target_repo, digest)
         else:
             manifest = self.source.get_manifest(job.source_repo, digest)
@@ -230,9 +242,15 @@ class CopyEngine:
         result.digest = manifest.digest
         self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=())
         if self.referrers:
-            self._copy_referrers(job, result)
+            subjects = list(result.tree)
+            self._copy_referrers(job, result, lambda: subjects)
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
         result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
+
+    def _tree_digests(self, job: ImageJob, digest: str) -> list[str]:
+        """The manifest digests of an image already in the target (read from the target)."""
+        manifests, _ = walk(lambda d: self.target.get_manifest(job.target_repo, d), digest, job.target_repo)
+        return [m.digest for m in manifests]
 
     def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult, *,
                    present: bool, depth: int, path: tuple[str, ...]) -> None:
@@ -255,9 +273,8 @@ class CopyEngine:
                 self.target.put_manifest(job.target_repo, reference, manifest)
             result.manifests_pushed += 1
 
-    def _copy_referrers(self, job: ImageJob, result: ImageResult) -> None:
+    def _copy_referrers(self, job: ImageJob, result: ImageResult, subjects: Callable[[], list[str]]) -> None:
         """Copy the referrers of every manifest of the image (and theirs), then list them in the target."""
-        subjects = list(result.tree)
         found = find_referrers(self.source, job.source_repo, subjects, self.referrer_types)
         result.referrers = len(found.referrers) + len(found.cosign)
         for referrer in found.referrers:
@@ -280,7 +297,6 @@ class CopyEngine:
                 manifest = self.source.get_manifest(job.source_repo, digest)
                 self._copy_tree(job, manifest, tag, result, present=False, depth=0, path=())
                 result.referrers_copied += 1
-        del result.tree[len(subjects):]  # keep the image's own manifests only
 
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
         pool = self._blob_pool

@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .reference import repository_problem
 
 DEFAULT_IMAGE_SET = Path(__file__).resolve().parent.parent / "config" / "arc-data-services.yaml"
@@ -28,6 +26,8 @@ class ImageSet:
 
 def load_image_set(path: Path) -> ImageSet:
     """Read and check an image set file; raise :class:`ImageSetError` naming the problem."""
+    import yaml  # here: runs given MIRROR_IMAGES never read a set file
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

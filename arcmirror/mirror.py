@@ -53,8 +53,10 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
     started = time.monotonic()
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
+            # an image the plan found incomplete in the target (tag in place, a blob lost) is repaired
             jobs = [ImageJob(i.name, i.source_repository, i.digest, join_repository(settings.target.repository, i.name),
-                             target_tag_for(settings, plan.tag)) for i in plan.ok_images]
+                             target_tag_for(settings, plan.tag), repair=i.in_target is False)
+                    for i in plan.ok_images]
             platforms = [Platform.parse(p) for p in plan.platforms]
             settings = with_release_tag(settings, plan.tag)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from .registry.client import Manifest, sha256_digest
 from .registry.errors import ProtocolError
@@ -78,11 +78,20 @@ def _entries(index: Manifest, where: str) -> list[dict]:
     return entries
 
 
-def find(source: ReferrerSource, repository: str, subjects: Iterable[str], types: Sequence[str] = (),
-         tags: Sequence[str] | None = None) -> Found:
-    """Referrers of ``subjects`` and of those referrers (up to 4 levels), through the API and the tag schema."""
+def find(source: ReferrerSource, repository: str, subjects: Iterable[str] | Callable[[], Iterable[str]],
+         types: Sequence[str] = (), tags: Sequence[str] | None = None) -> Found:
+    """Referrers of ``subjects`` and of those referrers (up to 4 levels), through the API and the tag schema.
+
+    ``subjects`` may be a function: it is called only when the repository can have referrers at all
+    (a tag of the schema or of cosign exists, or the source has a referrers API), which keeps a no-op
+    run from reading manifests it does not need.
+    """
     tags = set(source.list_tags(repository) if tags is None else tags)
     found = Found()
+    if callable(subjects):
+        if not any(t.startswith("sha256-") for t in tags) and getattr(source, "has_referrers_api", True) is False:
+            return found
+        subjects = subjects()
     seen: set[str] = set()
     level = list(dict.fromkeys(subjects))
     for _ in range(MAX_REFERRER_DEPTH):

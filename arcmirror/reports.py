@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from .copy import ImageResult
 
@@ -81,6 +81,8 @@ def copy_case(step: str, result: ImageResult, source: str, target: str) -> Case:
 
 def junit(suite_name: str, cases: Sequence[Case]) -> str:
     """A JUnit document: one test case per image; failures say what went wrong and what to do."""
+    from junit_xml import TestCase, TestSuite, to_xml_report_string
+
     out = []
     for c in cases:
         case = TestCase(name=c.name, classname=f"arcmirror.{c.step}", elapsed_sec=round(c.duration, 3),
@@ -91,7 +93,10 @@ def junit(suite_name: str, cases: Sequence[Case]) -> str:
             message = (c.message or "failed") + (f" -- {c.hint}" if c.hint else "")
             case.add_failure_info(message=message, output="\n".join(c.details), failure_type=f"{c.step}-failed")
         out.append(case)
-    return to_xml_report_string([TestSuite(suite_name, out)], prettyprint=True, encoding="utf-8")
+    # junit-xml's own pretty printing goes through minidom (milliseconds per case); ElementTree indents in C
+    root = ET.fromstring(to_xml_report_string([TestSuite(suite_name, out)], prettyprint=False, encoding="utf-8"))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def junit_for_copy(suite_name: str, step: str, results: Sequence[ImageResult],

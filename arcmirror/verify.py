@@ -97,7 +97,7 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
         problems.append(exc.message)
         hint = exc.hint
     else:
-        hint = "run 'invoke mirror' (or pull, tag and push) again: only what is missing is sent"
+        hint = "run 'invoke mirror --repair' (or pull, tag and push): only what is missing is sent"
     details += [f"problem: {p}" for p in problems]
     message = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
     return reports.Case(image.name, "verify", not problems, details, time.monotonic() - started,

@@ -15,7 +15,7 @@ import xmlschema
 
 from helpers import INVOKE, ROOT, invoke, mirror_env
 
-TASKS = ["discover", "mirror", "pull", "tag", "push", "verify", "gate", "export", "import", "demo", "test"]
+TASKS = ["discover", "mirror", "pull", "tag", "push", "verify", "gate", "export", "import", "demo", "bench", "test"]
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
 

@@ -262,3 +262,22 @@ def test_a_new_image_mounts_layers_its_siblings_got_in_an_earlier_run(release, n
     shared = {d for d in mine if d in siblings}
     assert shared and new["blobs_mounted"] == len(shared)
     assert new["bytes_sent"] == sum(size for d, size in mine.items() if d not in shared)
+
+
+def test_repair_sends_a_blob_lost_under_a_tag_in_place(release, new_registry, tmp_path):
+    target = new_registry()
+    env = mirror_env(release.registry, target, release, MIRROR_IMAGES="arc-controller,arc-sqlmi")
+    assert invoke(["mirror"], env, tmp_path / "first").code == 0
+    blobs, _ = walk(target, f"{TARGET_REPO}/arc-controller", release.tag)
+    lost = max(blobs, key=blobs.get)
+    target.delete_blob(f"{TARGET_REPO}/arc-controller", lost)
+
+    quick = invoke(["mirror"], env, tmp_path / "quick")  # a tag in place is taken as complete
+    assert quick.code == 0 and quick.record()["totals"]["bytes_sent"] == 0
+    repaired = invoke(["mirror", "--repair"], env, tmp_path / "repair")
+    assert repaired.code == 0, repaired.output
+    images = repaired.images()
+    assert images["arc-controller"]["status"] == "copied" and images["arc-sqlmi"]["status"] == "up-to-date"
+    assert images["arc-controller"]["bytes_sent"] + 0 <= blobs[lost] and \
+        images["arc-controller"]["blobs_copied"] + images["arc-controller"]["blobs_mounted"] == 1
+    assert target.has_blob(f"{TARGET_REPO}/arc-controller", lost)

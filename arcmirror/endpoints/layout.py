@@ -191,6 +191,7 @@ class LayoutEndpoint:
         return None  # a layout keeps referrers by the tag schema
 
     keeps_referrers = False
+    has_referrers_api = False
 
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.store.has_blob(digest)

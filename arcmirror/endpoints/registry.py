@@ -22,6 +22,7 @@ class RegistryEndpoint:
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
         self.label = client.label
+        self.has_referrers_api: bool | None = None  # unknown until the first answer
 
     def resolve(self, repository: str, reference: str) -> str | None:
         return self.client.head_manifest(repository, reference)
@@ -61,7 +62,11 @@ class RegistryEndpoint:
         return self.client.tags_or_none(repository)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
-        return self.client.referrers(repository, digest)
+        if self.has_referrers_api is False:
+            return None
+        entries = self.client.referrers(repository, digest)
+        self.has_referrers_api = entries is not None
+        return entries
 
     @property
     def keeps_referrers(self) -> bool:

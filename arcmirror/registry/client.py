@@ -129,6 +129,8 @@ class RegistryClient:
         self._verify: bool | str = False if insecure else (ca_bundle or True)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
+        # an explicit (empty) auth: requests then never reads ~/.netrc, on every request, to add its own
+        self._session.auth = _no_auth
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
@@ -578,6 +580,10 @@ class RegistryClient:
 
     def catalog(self) -> list[str]:
         return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _next_link(response: requests.Response, base_url: str, label: str) -> str | None:

@@ -281,3 +281,14 @@ def test_repair_sends_a_blob_lost_under_a_tag_in_place(release, new_registry, tm
     assert images["arc-controller"]["bytes_sent"] + 0 <= blobs[lost] and \
         images["arc-controller"]["blobs_copied"] + images["arc-controller"]["blobs_mounted"] == 1
     assert target.has_blob(f"{TARGET_REPO}/arc-controller", lost)
+
+
+def test_insecure_means_unverified_tls_too(release, tls_registry, tmp_path):
+    """*_INSECURE=true on a TLS registry with a private CA: HTTPS without verification (Docker's meaning)."""
+    env = mirror_env(release.registry, tls_registry, release, MIRROR_IMAGES="arc-bootstrapper",
+                     TARGET_DOCKER_INSECURE="true", TARGET_DOCKER_REPOSITORY="insecure/arcdata")
+    del env["TARGET_DOCKER_CA_BUNDLE"]
+    run = invoke(["mirror"], env, tmp_path)
+    assert run.code == 0, run.output
+    assert tls_registry.manifest_digest("insecure/arcdata/arc-bootstrapper", release.tag) == \
+        release.digests["arc-bootstrapper"]

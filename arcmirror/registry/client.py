@@ -243,17 +243,24 @@ class RegistryClient:
                 raise
 
     def _probe(self) -> tuple[str, requests.Response]:
-        https = f"https://{self.host}"
-        try:
-            return https, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{https}/v2/"))
-        except TLSError:
-            if not self.insecure:
-                raise
-        except ConnectError:
-            if not self.insecure:
-                raise
-        plain = f"http://{self.host}"
-        return plain, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{plain}/v2/"))
+        """Find the scheme: HTTPS, verified unless the registry is marked insecure.
+
+        An insecure registry is asked over plain HTTP first (no credentials go with a ping) and over
+        HTTPS, unverified, when it does not answer like a registry there: the plain-HTTP registries
+        of test beds and labs then cost no TLS set-up, and a TLS-only one still works.
+        """
+        https, plain = f"https://{self.host}", f"http://{self.host}"
+        if self.insecure:
+            try:
+                response = self._with_retries("GET /v2/", lambda: self._raw("GET", f"{plain}/v2/"))
+            except (ConnectError, TransientError):
+                pass
+            else:
+                if response.status_code in (200, 401) and (
+                        "Docker-Distribution-Api-Version" in response.headers or "WWW-Authenticate" in response.headers):
+                    return plain, response
+                response.close()
+        return https, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{https}/v2/"))
 
     def _check_basic(self) -> None:
         if not self.credentials:

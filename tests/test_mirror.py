@@ -292,3 +292,18 @@ def test_insecure_means_unverified_tls_too(release, tls_registry, tmp_path):
     assert run.code == 0, run.output
     assert tls_registry.manifest_digest("insecure/arcdata/arc-bootstrapper", release.tag) == \
         release.digests["arc-bootstrapper"]
+
+
+def test_proxy_variables_are_honoured(release, new_registry, fault_proxy, tmp_path):
+    """HTTP_PROXY carries the target's traffic; NO_PROXY keeps the source direct."""
+    target = new_registry()
+    proxy = fault_proxy(target)  # a forward proxy here: it relays absolute-form requests to the target
+    # NO_PROXY lists host names (no ports, as for curl): the target is named localhost, the source 127.0.0.1
+    env = mirror_env(release.registry, target, release, MIRROR_IMAGES="arc-bootstrapper",
+                     TARGET_DOCKER_REGISTRY=f"localhost:{target.port}", HTTP_PROXY=proxy.url, NO_PROXY="127.0.0.1")
+    run = invoke(["mirror"], env, tmp_path)
+    assert run.code == 0, run.output
+    assert target.manifest_digest(f"{TARGET_REPO}/arc-bootstrapper", release.tag) == release.digests["arc-bootstrapper"]
+    paths = [r.path for r in proxy.requests]
+    assert any(p.endswith(f"{TARGET_REPO}/arc-bootstrapper/manifests/{release.tag}") for p in paths)
+    assert not any("/arcdata/" in p and TARGET_REPO not in p for p in paths)

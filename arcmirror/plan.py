@@ -16,11 +16,11 @@ from typing import Callable, Sequence
 
 from .config import Platform, Settings
 from .endpoints.base import Source, Target
-from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of, walk
+from .manifests import filter_index, is_index, platforms_of, walk
 from .reference import ImageRef, join_repository, tag_problem
 from .referrers import find as find_referrers
 from .registry.client import RegistryClient
-from .registry.errors import NotFoundError, ProtocolError, RegistryError
+from .registry.errors import NotFoundError, RegistryError
 
 PLAN_VERSION = 1
 AUTO_TAGS = ("", "latest-release")
@@ -228,18 +228,11 @@ def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | N
             top = filter_index(top, platforms, image.source)
         image.target_digest = top.digest
         image.platforms = platforms_of(top)
-        pending = [top]
-        while pending:
-            manifest = pending.pop()
-            image.manifests.append(manifest.digest)
-            where = f"{image.source_repository}@{manifest.digest}"
-            if is_index(manifest):
-                if len(image.manifests) > 64:
-                    raise ProtocolError(f"{image.source} has more than 64 nested manifests")
-                pending += [source.get_manifest(image.source_repository, d) for d in children_of(manifest, where)
-                            if d not in image.manifests]
-            else:
-                image.blobs.update(blobs_of(manifest, where))
+        # the top may be an index filtered here (not in the source under that digest): hand it over as is
+        manifests, image.blobs = walk(
+            lambda d: top if d == top.digest else source.get_manifest(image.source_repository, d),
+            top.digest, image.source_repository)
+        image.manifests = [m.digest for m in manifests]
         if referrer_types is not None:
             plan_referrers(image, source, referrer_types)
     except RegistryError as exc:

@@ -13,7 +13,7 @@ from .endpoints.registry import RegistryEndpoint
 from .manifests import blobs_of, children_of, is_index
 from .plan import Plan, PlannedImage
 from .referrers import schema_tag
-from .registry.client import CHUNK, RegistryClient
+from .registry.client import RegistryClient
 from .registry.errors import RegistryError
 from .steps import StepRun, target_of, write_step
 

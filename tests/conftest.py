@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 import trustme
@@ -19,6 +19,9 @@ from arcmirror.testbed.images import build_release
 from arcmirror.testbed.registry import INSTALL_HINT, Registry
 from arcmirror.testbed.skopeo import Release, load_release
 from arcmirror.testbed.tokenserver import TokenServer
+
+if TYPE_CHECKING:
+    from arcmirror.testbed.faultproxy import FaultProxy
 
 RELEASE_TAG = "v1.41.0_2025-09-09"
 RELEASE_REPO = "arcdata"

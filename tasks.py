@@ -143,6 +143,8 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
     With SOURCE_DOCKER_TAG unset (or latest-release) the newest release tag of the set's reference
     image is chosen (by version, then date). Writes reports/plan.json (every image pinned to its
     digest: later steps copy exactly that) and reports/discover.xml. Exit 1 when an image is missing.
+    Reads SOURCE_DOCKER_*, TARGET_DOCKER_* (to see what the target has), MIRROR_IMAGES,
+    MIRROR_IMAGE_SET, MIRROR_DISCOVER, MIRROR_PLATFORMS, MIRROR_REFERRERS, MIRROR_REFERRER_TYPES.
     """
     from arcmirror.steps import plan_summary, run_discover
 
@@ -202,6 +204,7 @@ def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=Non
     """Copy the planned images, by digest, into the local OCI layout store (resumable; each blob stored once).
 
     Writes reports/pull.xml. Blobs already in the store are not fetched again.
+    Reads SOURCE_DOCKER_*, MIRROR_STORE, MIRROR_CONCURRENCY, MIRROR_SHARD, MIRROR_ENGINE.
     """
     from arcmirror.steps import run_pull
 
@@ -225,6 +228,7 @@ def tag_(c, env_file=None, tag=None, target_tag=None, report_dir=None, plan=None
     """Record the target reference of every stored image (TARGET_DOCKER_REGISTRY/REPOSITORY/NAME:TAG).
 
     The names go into the store's index.json (org.opencontainers.image.ref.name). Writes reports/tag.xml.
+    Reads TARGET_DOCKER_REGISTRY, TARGET_DOCKER_REPOSITORY, TARGET_DOCKER_TAG, MIRROR_STORE.
     """
     from arcmirror.steps import run_tag
 
@@ -246,6 +250,7 @@ def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_d
     """Push the tagged images from the store to the target registry (skip, mount or stream each blob).
 
     Writes reports/push.xml and push.json.
+    Reads TARGET_DOCKER_*, MIRROR_STORE, MIRROR_CONCURRENCY, MIRROR_SHARD, MIRROR_ENGINE.
     """
     from arcmirror.steps import run_push
 
@@ -271,7 +276,7 @@ def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report
     """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
 
     Writes reports/verify.xml (one test case per image; failures say what is missing or different).
-    Exit 1 when any image fails.
+    Exit 1 when any image fails. Reads TARGET_DOCKER_*, MIRROR_SHARD, MIRROR_ENGINE.
     """
     from arcmirror.verify import run_verify
 
@@ -293,7 +298,7 @@ def gate(c, env_file=None, report_dir=None):
 
     Reads every JUnit report under MIRROR_REPORT_DIR (sub-folders too, e.g. reports gathered from
     parallel jobs). Fails when a verification failed, an expected image has no passing verification,
-    or a report is missing or unreadable. Exit 0 pass, 1 fail.
+    or a report is missing or unreadable. Exit 0 pass, 1 fail. Reads MIRROR_REPORT_DIR only.
     """
     from arcmirror.gate import gate as judge
 
@@ -313,6 +318,7 @@ def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=No
 
     For sites where no machine sees both registries: carry the archive across, then 'invoke import'.
     The archive holds a contents manifest with every entry's size and sha256.
+    Reads SOURCE_DOCKER_*, MIRROR_IMAGES, MIRROR_IMAGE_SET, MIRROR_STORE (no target needed).
     """
     from arcmirror.steps import run_export
 
@@ -338,7 +344,7 @@ def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, r
     """On the disconnected side: check an archive's checksums, push its images to the target, verify them.
 
     A truncated, altered or unsafe archive is refused before anything is pushed. Writes
-    reports/import.xml and reports/verify.xml.
+    reports/import.xml and reports/verify.xml. Reads TARGET_DOCKER_* only.
     """
     from arcmirror.steps import run_import
 

@@ -12,7 +12,8 @@ from .copy import ImageJob, Progress
 from .endpoints.registry import RegistryEndpoint
 from .plan import AUTO_TAGS, resolve_release_tag, target_tag_for
 from .reference import ImageRef, join_repository
-from .steps import StepRun, copy_step
+from .registry.errors import RegistryError
+from .steps import StepRun, copy_step, whole_run_failed
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -61,7 +62,10 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
             settings = with_release_tag(settings, plan.tag)
         else:
             if settings.source.tag in AUTO_TAGS:
-                tag, reason = resolve_release_tag(settings, source)
+                try:
+                    tag, reason = resolve_release_tag(settings, source)
+                except RegistryError as exc:
+                    return whole_run_failed(settings, "mirror", exc, started)
                 say(f"Release tag: {tag} ({reason})")
                 settings = with_release_tag(settings, tag)
             jobs = jobs_for(settings)

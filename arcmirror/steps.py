@@ -72,6 +72,14 @@ def write_step(settings: Settings, step: str, cases: list[reports.Case], started
     return StepRun(step, cases, junit, time.monotonic() - started, list(results), record, dry_run)
 
 
+def whole_run_failed(settings: Settings, step: str, exc: RegistryError, started: float) -> StepRun:
+    """A failure before any image could start (e.g. the release tag cannot be read): every image of the
+    set becomes a failed case with that message, so a pipeline still shows each image's result."""
+    cases = [reports.Case(name, step, False, [f"image: {name}"], message=exc.message, hint=exc.hint)
+             for name in settings.images]
+    return write_step(settings, step, cases, started, {"error": exc.message, "hint": exc.hint})
+
+
 # -- plan --------------------------------------------------------------------------------------
 
 def run_discover(settings: Settings, say: Say = lambda _: None) -> tuple[Plan, StepRun]:
@@ -82,8 +90,12 @@ def run_discover(settings: Settings, say: Say = lambda _: None) -> tuple[Plan, S
         target = None
         if settings.target.registry:  # pull and export need no target: nothing to compare with
             target = RegistryEndpoint(stack.enter_context(open_client(settings.target, settings)))
-        plan = discover(settings, RegistryEndpoint(source_client), source_client, target,
-                        mode=settings.discover, say=say)
+        try:
+            plan = discover(settings, RegistryEndpoint(source_client), source_client, target,
+                            mode=settings.discover, say=say)
+        except RegistryError as exc:
+            whole_run_failed(settings, "discover", exc, started)
+            raise
     reports.write_atomic(settings.plan_path, plan.to_json())
     cases = []
     for image in plan.images:

@@ -306,3 +306,19 @@ def test_proxy_variables_are_honoured(release, new_registry, fault_proxy, tmp_pa
     paths = [r.path for r in proxy.requests]
     assert any(p.endswith(f"{TARGET_REPO}/arc-bootstrapper/manifests/{release.tag}") for p in paths)
     assert not any("/arcdata/" in p and TARGET_REPO not in p for p in paths)
+
+
+def test_a_dead_source_still_gives_one_failed_case_per_image(tmp_path):
+    from arcmirror.testbed.registry import free_port
+
+    env = {"SOURCE_DOCKER_REGISTRY": f"127.0.0.1:{free_port()}", "SOURCE_DOCKER_INSECURE": "true",
+           "TARGET_DOCKER_REGISTRY": "registry.example", "MIRROR_IMAGES": "arc-bootstrapper,arc-controller",
+           "MIRROR_RETRIES": "1"}
+    run = invoke(["mirror"], env, tmp_path)  # no tag: the newest release must be read from the dead source
+    assert run.code == 1
+    cases = _testcases(run.report())
+    assert set(cases) == {"arc-bootstrapper", "arc-controller"}
+    assert all("cannot connect to the source registry" in c.find("failure").get("message") for c in cases.values())
+    discovered = invoke(["discover"], env, tmp_path / "discover")
+    assert discovered.code == 1 and "cannot connect to the source registry" in discovered.stderr
+    assert len(_testcases(discovered.report("discover.xml"))) == 2

@@ -180,18 +180,15 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
         with _failures_exit_1():
             pinned = _plan(settings, plan) if plan or settings.shard else run_discover(settings, _say)[0]
             run = run_engine_mirror(settings, pinned, cleanup=cleanup, say=_say)
-        if run.ok and not json:
-            print(arc_deployment_hint(settings.target.registry, settings.target.repository,
-                                      run.extra["target_tag"], settings.target.username), file=sys.stderr)
-        _finish(run, as_json=json)
-        return
-    with _failures_exit_1():
-        pinned = _plan(settings, plan) if plan or settings.shard else None
-        count = len(pinned.ok_images) if pinned else len(settings.images)
-        _say(f"{'Dry run: ' if dry_run else ''}Mirroring {count} images: {settings.source.registry}/"
-             f"{settings.source.repository or '.'} -> {settings.target.registry}/{settings.target.repository or '.'}")
-        with _progress(count, _to_copy(pinned) if pinned else None, quiet=dry_run) as progress:
-            run = run_mirror(settings, progress, plan=pinned, say=_say, dry_run=dry_run)
+    else:
+        with _failures_exit_1():
+            pinned = _plan(settings, plan) if plan or settings.shard else None
+            count = len(pinned.ok_images) if pinned else len(settings.images)
+            _say(f"{'Dry run: ' if dry_run else ''}Mirroring {count} images: {settings.source.registry}/"
+                 f"{settings.source.repository or '.'} -> {settings.target.registry}/"
+                 f"{settings.target.repository or '.'}")
+            with _progress(count, _to_copy(pinned) if pinned else None, quiet=dry_run) as progress:
+                run = run_mirror(settings, progress, plan=pinned, say=_say, dry_run=dry_run)
     if run.ok and not dry_run and not json:
         print(arc_deployment_hint(settings.target.registry, settings.target.repository,
                                   run.extra["target_tag"], settings.target.username), file=sys.stderr)

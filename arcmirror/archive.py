@@ -255,9 +255,7 @@ class ArchiveReader:
         return hasher.hexdigest()
 
     def plan(self) -> Plan:
-        data = dict(self.contents["plan"])
-        data.pop("totals", None)
-        return Plan(images=[PlannedImage(**i) for i in data.pop("images")], **data)
+        return Plan.from_dict(self.contents.get("plan"), f"the plan inside {self.path}")
 
     @property
     def omitted(self) -> set[str]:

@@ -49,7 +49,7 @@ from .plan import Plan, PlannedImage, target_tag_for
 from .registry.client import Manifest, RegistryClient
 from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError
 from .secret import Secret
-from .steps import StepRun, target_of, write_step
+from .steps import StepRun, target_of, unplanned_case, unplanned_cases, write_step
 
 if TYPE_CHECKING:
     import docker
@@ -572,11 +572,6 @@ def _one(run: _Run, step: str, image: PlannedImage, actions: Sequence[Callable],
     return case, entry
 
 
-def _unplanned(step: str, plan: Plan) -> list[reports.Case]:
-    return [reports.Case(i.name, step, False, [f"source: {i.source}"], message=f"not planned: {i.error}", hint=i.hint)
-            for i in plan.images if not i.ok]
-
-
 def _platform_problem(plan: Plan, info: EngineInfo) -> EngineError | None:
     """MIRROR_PLATFORMS (in the plan) that leaves out the one platform the engine can copy."""
     wanted = [Platform.parse(p) for p in plan.platforms]
@@ -616,7 +611,7 @@ def _run_step(settings: Settings, plan: Plan, step: str, actions: Sequence[Calla
                                   message=exc.message, hint=exc.hint) for i in plan.ok_images]
             entries = [{**_entry(i, image_refs(settings, plan, i)), "error": exc.message, "hint": exc.hint}
                        for i in plan.ok_images]
-            return write_step(settings, step, cases + _unplanned(step, plan), started,
+            return write_step(settings, step, cases + unplanned_cases(step, plan), started,
                               _record(settings, None, plan, entries, exc))
         run = _Run(settings, plan, engine, info, say, cleanup)
         if cleanup and step == "push":
@@ -626,7 +621,7 @@ def _run_step(settings: Settings, plan: Plan, step: str, actions: Sequence[Calla
         workers = max(1, min(settings.concurrency, MAX_WORKERS, len(plan.ok_images) or 1))
         with ThreadPoolExecutor(workers, thread_name_prefix="engine") as pool:
             done = list(pool.map(lambda i: _one(run, step, i, actions, cleanup, blocked), plan.ok_images))
-    cases = [case for case, _ in done] + _unplanned(step, plan)
+    cases = [case for case, _ in done] + unplanned_cases(step, plan)
     return write_step(settings, step, cases, started, _record(settings, run, plan, [entry for _, entry in done]))
 
 
@@ -840,8 +835,7 @@ def run_engine_verify(settings: Settings, plan: Plan, *, say: Say = lambda _: No
 
         def one(image: PlannedImage) -> reports.Case:
             if not image.ok:
-                return reports.Case(image.name, "verify", False, [f"source: {image.source}"],
-                                    message=f"not planned: {image.error}", hint=image.hint)
+                return unplanned_case("verify", image)
             if failure is not None:
                 return reports.Case(image.name, "verify", False, [f"source: {image.source}"],
                                     message=failure.message, hint=failure.hint)

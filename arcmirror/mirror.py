@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 
-def jobs_for(settings: Settings, images: Sequence[str] | None = None) -> list[ImageJob]:
+def jobs_for(settings: Settings) -> list[ImageJob]:
     """One job per image of the set: ``SRC_REPO/name:SRC_TAG`` -> ``TGT_REPO/name:TGT_TAG``."""
     return [
         ImageJob(
@@ -29,7 +29,7 @@ def jobs_for(settings: Settings, images: Sequence[str] | None = None) -> list[Im
             target_repo=join_repository(settings.target.repository, name),
             target_tag=settings.target.tag,
         )
-        for name in (images or settings.images)
+        for name in settings.images
     ]
 
 

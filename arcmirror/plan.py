@@ -111,15 +111,20 @@ class Plan:
             raise PlanError(f"the plan {path} does not exist", "run 'invoke discover' first") from None
         except (OSError, ValueError) as exc:
             raise PlanError(f"the plan {path} cannot be read: {exc}", "run 'invoke discover' again") from None
+        return cls.from_dict(data, f"the plan {path}")
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> "Plan":
+        """A plan from its JSON form (a plan file, or the copy an archive carries)."""
         if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
-            raise PlanError(f"the plan {path} is not an arcmirror plan of version {PLAN_VERSION}",
+            raise PlanError(f"{where} is not an arcmirror plan of version {PLAN_VERSION}",
                             "run 'invoke discover' again")
-        data.pop("totals", None)
+        data = {k: v for k, v in data.items() if k != "totals"}
         try:
             images = [PlannedImage(**i) for i in data.pop("images")]
             return cls(images=images, **data)
-        except TypeError as exc:
-            raise PlanError(f"the plan {path} is malformed: {exc}", "run 'invoke discover' again") from None
+        except (TypeError, AttributeError) as exc:
+            raise PlanError(f"{where} is malformed: {exc}", "run 'invoke discover' again") from None
 
 
 def shard_plan(plan: Plan, index: int, count: int) -> Plan:

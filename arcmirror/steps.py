@@ -165,9 +165,14 @@ def target_of(settings: Settings, plan: Plan, image: PlannedImage) -> tuple[str,
     return join_repository(settings.target.repository, image.name), target_tag_for(settings, plan.tag)
 
 
-def _failed_plan_cases(step: str, plan: Plan) -> list[reports.Case]:
-    return [reports.Case(i.name, step, False, [f"source: {i.source}"], message=f"not planned: {i.error}", hint=i.hint)
-            for i in plan.images if not i.ok]
+def unplanned_case(step: str, image: PlannedImage) -> reports.Case:
+    """The failed case, in any step, of an image that discover could not plan."""
+    return reports.Case(image.name, step, False, [f"source: {image.source}"], message=f"not planned: {image.error}",
+                        hint=image.hint)
+
+
+def unplanned_cases(step: str, plan: Plan) -> list[reports.Case]:
+    return [unplanned_case(step, i) for i in plan.images if not i.ok]
 
 
 def copy_step(settings: Settings, plan: Plan | None, step: str, engine: CopyEngine, jobs: list[ImageJob],
@@ -176,7 +181,7 @@ def copy_step(settings: Settings, plan: Plan | None, step: str, engine: CopyEngi
     results = engine.copy_all(jobs)
     cases = [reports.copy_case(step, r, *refs[r.job.name]) for r in results] + list(preflight)
     if plan is not None:
-        cases += _failed_plan_cases(step, plan)
+        cases += unplanned_cases(step, plan)
     record = reports.record(results, refs)
     if plan is not None:
         record["plan"] = {"tag": plan.tag, "created": plan.created, "shard": plan.shard}
@@ -226,7 +231,7 @@ def run_tag(settings: Settings, plan: Plan) -> StepRun:
                                                                           f"referrer tags: {len(referrer_tags)}"]))
         except RegistryError as exc:
             cases.append(reports.Case(image.name, "tag", False, details, message=exc.message, hint=exc.hint))
-    return write_step(settings, "tag", cases + _failed_plan_cases("tag", plan), started)
+    return write_step(settings, "tag", cases + unplanned_cases("tag", plan), started)
 
 
 def run_push(settings: Settings, plan: Plan, progress: Progress | None = None, dry_run: bool = False) -> StepRun:
@@ -287,11 +292,11 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
     reader = ArchiveReader(archive)
     try:
         reader.check()
-    except ArchiveError as exc:
+        plan = reader.plan()
+    except (ArchiveError, PlanError) as exc:
         return [write_step(settings, "import", [reports.Case("archive", "import", False, [f"archive: {archive}"],
                                                              message=exc.message, hint=exc.hint)], started,
                            dry_run=dry_run)]
-    plan = reader.plan()
     jobs, refs = [], {}
     for image in plan.ok_images:
         repo, tag = target_of(settings, plan, image)

@@ -15,7 +15,7 @@ from .plan import Plan, PlannedImage
 from .referrers import schema_tag
 from .registry.client import RegistryClient
 from .registry.errors import RegistryError
-from .steps import StepRun, target_of, write_step
+from .steps import StepRun, target_of, unplanned_case, write_step
 
 
 def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
@@ -108,10 +108,9 @@ def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
     started = time.monotonic()
     with open_client(settings.target, settings) as client:
         def one(image: PlannedImage) -> reports.Case:
-            repo, tag = target_of(settings, plan, image)
             if not image.ok:
-                return reports.Case(image.name, "verify", False, [f"source: {image.source}"],
-                                    message=f"not planned: {image.error}", hint=image.hint)
+                return unplanned_case("verify", image)
+            repo, tag = target_of(settings, plan, image)
             return verify_image(client, image, repo, tag, deep)
 
         with ThreadPoolExecutor(settings.concurrency) as pool:

@@ -400,15 +400,18 @@ class _Shaper:
         sink.payload(data)
 
 
-class _ResetAfter(_Shaper):
-    """Passes ``nbytes`` of payload, then aborts the exchange with an RST."""
+class _AfterBytes(_Shaper):
+    """Passes ``left`` bytes of payload, then calls :meth:`cut` (which must raise)."""
 
-    def __init__(self, nbytes: int):
-        self.left = nbytes
+    def __init__(self, left: int):
+        self.left = left
+
+    def cut(self, sink: _Sink) -> None:
+        raise NotImplementedError
 
     def begin(self, sink: _Sink) -> None:
         if self.left <= 0:
-            raise _Abort(reset=True)
+            self.cut(sink)
 
     def payload(self, sink: _Sink, data: bytes) -> None:
         if len(data) < self.left:
@@ -416,29 +419,24 @@ class _ResetAfter(_Shaper):
             sink.payload(data)
             return
         sink.payload(data[:self.left])
+        self.cut(sink)
+
+
+class _ResetAfter(_AfterBytes):
+    """Passes ``nbytes`` of payload, then aborts the exchange with an RST."""
+
+    def cut(self, sink: _Sink) -> None:
         raise _Abort(reset=True)
 
 
-class _Stall(_Shaper):
+class _Stall(_AfterBytes):
     """Passes ``after_bytes`` of payload, goes silent for ``seconds``, then closes."""
 
     def __init__(self, seconds: float, after_bytes: int):
+        super().__init__(after_bytes)
         self.seconds = seconds
-        self.left = after_bytes
 
-    def begin(self, sink: _Sink) -> None:
-        if self.left <= 0:
-            self._stall(sink)
-
-    def payload(self, sink: _Sink, data: bytes) -> None:
-        if len(data) < self.left:
-            self.left -= len(data)
-            sink.payload(data)
-            return
-        sink.payload(data[:self.left])
-        self._stall(sink)
-
-    def _stall(self, sink: _Sink) -> None:
+    def cut(self, sink: _Sink) -> None:
         sink.wait(self.seconds)
         raise _Abort()
 

@@ -11,11 +11,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 
+from . import envfile
 from .imageset import DEFAULT_IMAGE_SET, ImageSetError, load_image_set
-from .reference import registry_problem, repository_problem, tag_problem
+from .reference import NAME_TOTAL_MAX, join_repository, registry_problem, repository_problem, tag_problem
 from .secret import Secret
 
 DEFAULT_SOURCE_REGISTRY = "mcr.microsoft.com"
@@ -78,8 +79,39 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+def normalize_platform(os_name: str, architecture: str, variant: str | None) -> tuple[str, str, str]:
+    """``(os, architecture, variant)`` in containerd's normal form (``platforms.Normalize``).
+
+    Lower case; ``macos`` is ``darwin``; ``x86_64``/``x86-64`` are ``amd64`` and its ``v1`` is no
+    variant; ``aarch64`` is ``arm64`` and its ``v8`` is no variant (``9`` is ``v9``); ``i386`` is ``386``;
+    ``armhf`` is ``arm/v7``, ``armel`` ``arm/v6``, and ``arm`` without a variant ``arm/v7``.
+    """
+    os_name, arch, variant = os_name.lower(), architecture.lower(), (variant or "").lower()
+    os_name = {"macos": "darwin"}.get(os_name, os_name)
+    if arch == "i386":
+        arch, variant = "386", ""
+    elif arch in ("x86_64", "x86-64", "amd64"):
+        arch, variant = "amd64", "" if variant == "v1" else variant
+    elif arch in ("aarch64", "arm64"):
+        arch = "arm64"
+        variant = {"8": "", "v8": "", "v8.0": "", "9": "v9", "9.0": "v9", "v9.0": "v9"}.get(variant, variant)
+    elif arch == "armhf":
+        arch, variant = "arm", "v7"
+    elif arch == "armel":
+        arch, variant = "arm", "v6"
+    elif arch == "arm":
+        variant = {"": "v7", "7": "v7", "5": "v5", "6": "v6", "8": "v8"}.get(variant, variant)
+    return os_name, arch, variant
+
+
 @dataclass(frozen=True)
 class Platform:
+    """A platform of MIRROR_PLATFORMS, normalised as containerd does.
+
+    ``variant`` None (none given) matches every variant; ``""`` is the base variant a given one
+    normalises to (``arm64/v8``, ``amd64/v1``): it matches an entry with that variant or with none.
+    """
+
     os: str
     architecture: str
     variant: str | None = None
@@ -87,17 +119,21 @@ class Platform:
     @classmethod
     def parse(cls, text: str) -> "Platform":
         parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(p and p.replace("_", "").replace("-", "").isalnum() for p in parts):
+        if len(parts) not in (2, 3) or not all(p and p.replace("_", "").replace("-", "").replace(".", "").isalnum()
+                                                for p in parts):
             raise ValueError(f"{text!r} is not os/architecture[/variant], e.g. linux/amd64")
-        return cls(parts[0].lower(), parts[1].lower(), parts[2].lower() if len(parts) == 3 else None)
+        os_name, arch, variant = normalize_platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+        return cls(os_name, arch, variant if len(parts) == 3 else None)
 
     def matches(self, platform: Mapping[str, object] | None) -> bool:
-        """Does an index entry's ``platform`` object match this one?"""
-        if not platform:
+        """Does an index entry's ``platform`` object match this one (both sides normalised)?"""
+        if not isinstance(platform, Mapping):
             return False
-        if platform.get("os") != self.os or platform.get("architecture") != self.architecture:
+        os_name, arch, variant = normalize_platform(str(platform.get("os") or ""), str(platform.get("architecture") or ""),
+                                                    str(platform.get("variant") or ""))
+        if os_name != self.os or arch != self.architecture:
             return False
-        return self.variant is None or platform.get("variant") == self.variant
+        return self.variant is None or variant == self.variant
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
@@ -138,27 +174,72 @@ class Settings:
     repair: bool = False
     referrers: bool = True
     referrer_types: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # things to say before a run (a .env value that lost an unset $VAR)
 
     @property
     def plan_path(self) -> Path:
         return self.report_dir / "plan.json"
 
 
-def _read_env_file(path: Path | None, explicit: bool, problems: list[str]) -> dict[str, str]:
+#: Characters a paste from a web portal or a document can carry around a value, besides white space.
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u200e\u200f\u2060"
+
+
+def clean(value: str) -> str:
+    """A value as meant: white space and invisible characters around it removed (not for passwords)."""
+    return value.strip().strip(_INVISIBLE).strip()
+
+
+def trim_line_break(value: str) -> str:
+    """What ``docker login --password-stdin`` does to a password: one trailing ``\\n``, then one ``\\r``, go."""
+    value = value[:-1] if value.endswith("\n") else value
+    return value[:-1] if value.endswith("\r") else value
+
+
+def split_list(value: str | None) -> list[str]:
+    """A list setting: items separated by commas, spaces or line breaks (a multi-line pipeline variable)."""
+    return [item for item in re.split(r"[\s,]+", clean(value or "")) if item.strip(_INVISIBLE)]
+
+
+def full_name_problems(settings: "Settings", names: Sequence[str]) -> list[str]:
+    """Every image's source and target name against the distribution spec's length limit.
+
+    A name is ``registry/repository/image``; each part is checked on its own when it is set, so what
+    is left is the length of the whole (at most 255 characters).
+    """
+    problems = []
+    for endpoint in (settings.source, settings.target):
+        if not endpoint.registry:
+            continue
+        too_long = {name: len(f"{endpoint.registry}/{join_repository(endpoint.repository, name)}") for name in names}
+        too_long = {name: n for name, n in too_long.items() if n > NAME_TOTAL_MAX}
+        if not too_long:
+            continue
+        longest = max(names, key=len)
+        room = NAME_TOTAL_MAX - len(endpoint.registry) - 2 - len(longest)
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(too_long.items(), key=lambda item: -item[1])[:8])
+        more = f" and {len(too_long) - 8} more" if len(too_long) > 8 else ""
+        problems.append(
+            f"{endpoint.prefix}_REPOSITORY={endpoint.repository[:40]!r}{'...' if len(endpoint.repository) > 40 else ''} "
+            f"({len(endpoint.repository)} characters) makes {len(too_long)} full image names longer than the "
+            f"{NAME_TOTAL_MAX} characters the distribution spec allows (registry/repository/image): {listed}{more}; "
+            + (f"shorten {endpoint.prefix}_REPOSITORY to at most {room} characters" if room > 0 else
+               f"{endpoint.prefix}_REGISTRY and the image names leave no room: shorten them"))
+    return problems
+
+
+def _read_env_file(path: Path | None, explicit: bool, environ: Mapping[str, str], problems: list[str],
+                   warnings: list[str]) -> dict[str, str]:
     if path is None:
         return {}
     if not path.is_file():
         if explicit:
             problems.append(f"the .env file {path} does not exist (named by MIRROR_ENV_FILE or --env-file)")
         return {}
-    from dotenv import dotenv_values  # here: most runs in a pipeline have no .env file to read
-
-    try:
-        values = dotenv_values(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"the .env file {path} cannot be read: {exc.__class__.__name__}")
-        return {}
-    return {k: v for k, v in values.items() if v is not None}
+    read = envfile.read(path, environ)
+    problems += read.problems
+    warnings += read.warnings
+    return read.values
 
 
 def _flag(name: str, raw: str | None, problems: list[str]) -> bool:
@@ -187,19 +268,25 @@ def load_settings(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     cwd = cwd or Path.cwd()
     problems: list[str] = []
+    warnings: list[str] = []
 
-    env_file_name = overrides.get("MIRROR_ENV_FILE") or environ.get("MIRROR_ENV_FILE")
+    env_file_name = clean(overrides.get("MIRROR_ENV_FILE") or environ.get("MIRROR_ENV_FILE") or "")
     explicit = bool(env_file_name)
     env_path = Path(env_file_name) if explicit else cwd / DEFAULT_ENV_FILE
     if not env_path.is_absolute():
         env_path = cwd / env_path
-    file_values = _read_env_file(env_path, explicit, problems)
+    file_values = _read_env_file(env_path, explicit, environ, problems, warnings)
+
+    def raw(name: str) -> str | None:
+        for layer in (overrides, environ, file_values):
+            if name in layer and not _UNDEFINED_MACRO.match(clean(layer[name] or "")):
+                return layer[name]
+        return None
 
     def get(name: str, default: str | None = None) -> str | None:
-        for layer in (overrides, environ, file_values):
-            if name in layer and not _UNDEFINED_MACRO.match(layer[name] or ""):
-                return layer[name]
-        return default
+        """A setting as meant: white space and invisible characters around it dropped (not for passwords)."""
+        value = raw(name)
+        return default if value is None else clean(value)
 
     def endpoint(role: str, prefix: str, registry_default: str | None, repo_default: str | None,
                  tag_default: str | None) -> Endpoint:
@@ -220,8 +307,9 @@ def load_settings(
                 problems.append(f"{prefix}_TAG is not set: give the release tag to mirror, e.g. v1.41.0_2025-09-09")
         elif own_tag and (problem := tag_problem(own_tag)):
             problems.append(f"{prefix}_TAG={tag!r} {problem}")
-        username = (get(f"{prefix}_USERNAME") or "").strip() or None
-        password_raw = get(f"{prefix}_PASSWORD") or None
+        username = get(f"{prefix}_USERNAME") or None
+        # a secret from a pipeline variable or a file often ends in a line break: drop it, as docker login does
+        password_raw = trim_line_break(raw(f"{prefix}_PASSWORD") or "") or None
         if check_credentials and password_raw and not username:
             problems.append(f"{prefix}_PASSWORD is set but {prefix}_USERNAME is not: set both or neither")
         if check_credentials and username and not password_raw:
@@ -256,11 +344,11 @@ def load_settings(
         local, shipped = cwd / image_set_path, DEFAULT_IMAGE_SET.parent.parent / image_set_path
         image_set_path = local if local.exists() or not shipped.exists() else shipped
     images: tuple[str, ...] = ()
-    images_raw = get("MIRROR_IMAGES")
+    images_raw = split_list(get("MIRROR_IMAGES"))
     images_from = f"image set {image_set_path}"
-    if images_raw and images_raw.strip():
+    if images_raw:
         images_from = "MIRROR_IMAGES"
-        images = tuple(dict.fromkeys(n.strip() for n in images_raw.split(",") if n.strip()))
+        images = tuple(dict.fromkeys(images_raw))
         for name in images:
             if problem := repository_problem(name, allow_empty=False):
                 problems.append(f"MIRROR_IMAGES: image name {name!r} {problem}")
@@ -271,12 +359,11 @@ def load_settings(
             problems.append(f"MIRROR_IMAGE_SET: {exc}")
 
     platforms: list[Platform] = []
-    for item in (get("MIRROR_PLATFORMS") or "").split(","):
-        if item.strip():
-            try:
-                platforms.append(Platform.parse(item))
-            except ValueError as exc:
-                problems.append(f"MIRROR_PLATFORMS: {exc}")
+    for item in split_list(get("MIRROR_PLATFORMS")):
+        try:
+            platforms.append(Platform.parse(item))
+        except ValueError as exc:
+            problems.append(f"MIRROR_PLATFORMS: {exc}")
 
     def number(name: str, default: float, low: float, high: float, *, whole: bool = True) -> float:
         raw = (get(name) or "").strip()
@@ -312,14 +399,14 @@ def load_settings(
         problems.append(f"MIRROR_ENGINE={engine!r} must be one of: {', '.join(ENGINES)}")
     referrers = _flag("MIRROR_REFERRERS", get("MIRROR_REFERRERS", "true"), problems)
     repair = _flag("MIRROR_REPAIR", get("MIRROR_REPAIR"), problems)
-    referrer_types = tuple(t.strip() for t in (get("MIRROR_REFERRER_TYPES") or "").split(",") if t.strip())
+    referrer_types = tuple(split_list(get("MIRROR_REFERRER_TYPES")))
     discover = (get("MIRROR_DISCOVER") or "set").strip().lower()
     if discover not in DISCOVER_MODES:
         problems.append(f"MIRROR_DISCOVER={discover!r} must be one of: {', '.join(DISCOVER_MODES)}")
 
     if problems:
         raise ConfigError(problems)
-    return Settings(
+    settings = Settings(
         source=source,
         target=target,
         images=images,
@@ -338,4 +425,8 @@ def load_settings(
         repair=repair,
         referrers=referrers,
         referrer_types=referrer_types,
+        warnings=tuple(warnings),
     )
+    if discover == "set" and (problems := full_name_problems(settings, images)):
+        raise ConfigError(problems)
+    return settings

@@ -6,9 +6,11 @@ registry use); every check returns a sentence that says what is wrong, not just 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 # distribution/reference: path-component = [a-z0-9]+ (separator [a-z0-9]+)*
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -88,6 +90,15 @@ def tag_problem(value: str) -> str | None:
     if not _TAG_RE.match(value):
         return "must be at most 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
     return None
+
+
+def nearest_tags(wanted: str, tags: Iterable[str], count: int = 3) -> list[str]:
+    """The ``count`` tags most like ``wanted`` (for "did you mean" messages), most alike first."""
+    return difflib.get_close_matches(wanted, list(dict.fromkeys(tags)), n=count, cutoff=0.0)
+
+
+#: The distribution spec: the registry host (and port), '/' and the repository path, at most this long.
+NAME_TOTAL_MAX = 255
 
 
 def is_digest(value: str) -> bool:

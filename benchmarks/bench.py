@@ -909,11 +909,20 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def code_version() -> str:
-    """The commit of the work tree that runs (``+ uncommitted changes`` when tracked files differ)."""
-    commit = _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-    return f"{commit}{' + uncommitted changes' if status else ''}"
+    """The commit of the work tree that runs (``+ uncommitted changes`` when tracked files differ);
+    "unknown" in a tree without git (an unpacked archive, or no git installed)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=20,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown"
+    return f"{commit}{' + uncommitted changes' if git('status', '--porcelain', '--untracked-files=no') else ''}"
 
 
 def machine_info() -> dict[str, str]:

@@ -21,6 +21,10 @@ FOREIGN_LAYER_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
+#: How deep indexes may nest in an index (OCI allows it; real images use one level, seldom two).
+MAX_NESTING = 4
+
+
 def descriptor(entry: object, where: str) -> tuple[str, int, str]:
     if not isinstance(entry, dict):
         raise ProtocolError(f"{where} has a descriptor that is not an object")
@@ -38,35 +42,71 @@ def platform_name(platform: dict | None) -> str:
     return "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
 
 
-def filter_index(manifest: Manifest, platforms: Sequence[Platform], where: str) -> Manifest:
+def filter_index(manifest: Manifest, platforms: Sequence[Platform], where: str,
+                 fetch: Callable[[str], Manifest] | None = None) -> tuple[Manifest, dict[str, Manifest]]:
     """Keep only the entries of an index for ``platforms`` (and attestations of kept entries).
 
-    Returns the same manifest (same bytes, same digest) when nothing is left out.
+    An entry that is itself an index is looked into (``fetch`` reads it by digest) and filtered the
+    same way, kept when something of it is left. Returns the top (the same bytes, same digest, when
+    nothing is left out) and the nested indexes rewritten on the way, by their new digests: they
+    exist nowhere yet, so the caller copies them from there instead of from the source.
     """
+    rewritten: dict[str, Manifest] = {}
+    have: set[str] = set()
+    top = _filter(manifest, platforms, where, fetch, rewritten, have, 0)
+    if top is None:
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFoundError(
+            f"{where} has none of the platforms {wanted} (it has: {', '.join(sorted(have)) or 'none'})",
+            "change MIRROR_PLATFORMS, or leave it empty to copy every platform",
+        )
+    return top, rewritten
+
+
+def _filter(manifest: Manifest, platforms: Sequence[Platform], where: str, fetch: Callable[[str], Manifest] | None,
+            rewritten: dict[str, Manifest], have: set[str], depth: int) -> Manifest | None:
     body = manifest.json()
     entries = body.get("manifests")
     if not isinstance(entries, list):
         raise ProtocolError(f"{where} is an index without a 'manifests' list")
-    kept = [e for e in entries if isinstance(e, dict) and any(p.matches(e.get("platform")) for p in platforms)]
-    kept_digests = {e.get("digest") for e in kept}
-    for entry in entries:
-        annotations = entry.get("annotations") or {} if isinstance(entry, dict) else {}
-        if annotations.get("vnd.docker.reference.type") == "attestation-manifest" and \
-                annotations.get("vnd.docker.reference.digest") in kept_digests:
-            kept.append(entry)
+    if depth > MAX_NESTING:
+        raise ProtocolError(f"{where} nests indexes deeper than {MAX_NESTING} levels")
+    kept: dict[int, dict] = {}  # position in the index -> the entry to keep
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("mediaType") in INDEX_TYPES and fetch is not None:
+            digest = descriptor(entry, where)[0]
+            child = fetch(digest)
+            if not is_index(child):
+                raise ProtocolError(f"{where} lists {digest} as an index, but it is not one")
+            filtered = _filter(child, platforms, f"{where} > {digest}", fetch, rewritten, have, depth + 1)
+            if filtered is not None and filtered.digest != child.digest:
+                rewritten[filtered.digest] = filtered
+                entry = {**entry, "digest": filtered.digest, "size": len(filtered.data)}
+            if filtered is not None:
+                kept[position] = entry
+            continue
+        if not _is_attestation(entry):
+            have.add(platform_name(entry.get("platform")))
+        if any(p.matches(entry.get("platform")) for p in platforms):
+            kept[position] = entry
+    kept_digests = {e.get("digest") for e in kept.values()}
+    for position, entry in enumerate(entries):
+        if isinstance(entry, dict) and _is_attestation(entry) and \
+                (entry.get("annotations") or {}).get("vnd.docker.reference.digest") in kept_digests:
+            kept[position] = entry
     if not kept:
-        have = ", ".join(sorted({platform_name(e.get("platform")) for e in entries if isinstance(e, dict)}))
-        wanted = ", ".join(str(p) for p in platforms)
-        raise NotFoundError(
-            f"{where} has none of the platforms {wanted} (it has: {have or 'none'})",
-            "change MIRROR_PLATFORMS, or leave it empty to copy every platform",
-        )
-    if len(kept) == len(entries):
+        return None
+    if len(kept) == len(entries) and all(kept[n] is entries[n] for n in kept):
         return manifest
-    kept.sort(key=entries.index)
-    body["manifests"] = kept
+    body["manifests"] = [kept[n] for n in sorted(kept)]
     data = json.dumps(body, indent=3).encode()
     return Manifest(data, manifest.media_type, sha256_digest(data))
+
+
+def _is_attestation(entry: dict) -> bool:
+    return (entry.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest"
 
 
 def is_index(manifest: Manifest) -> bool:

@@ -26,20 +26,24 @@ from typing import Callable, Iterable, Iterator, Sequence
 import requests
 import urllib3
 
-from .. import __version__
+from .. import __version__, cancel
 from ..secret import Secret
 from ..reference import DOCKER_HUB_ALIASES, split_host_port
 from .auth import Challenge, Credentials, Token, TokenCache, parse_challenge, repository_scope
 from .errors import (
+    CODE_HINTS,
+    PERMANENT_CODES,
     AuthError,
     ConnectError,
     DigestMismatchError,
     NotFoundError,
     ProtocolError,
+    RefusedError,
     RegistryError,
     TLSError,
     TransientError,
 )
+from .transport import CancellableAdapter
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -115,7 +119,7 @@ class RegistryClient:
         retry: RetryPolicy = RetryPolicy(),
         timeout: tuple[float, float] = (10.0, 60.0),
         pool_size: int = 16,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
         self.registry = registry
         self.host = DOCKER_HUB_ALIASES.get(registry, registry)
@@ -131,7 +135,7 @@ class RegistryClient:
         self._session.headers["User-Agent"] = USER_AGENT
         # an explicit (empty) auth: requests then never reads ~/.netrc, on every request, to add its own
         self._session.auth = _no_auth
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        adapter = CancellableAdapter(pool_connections=4, pool_maxsize=pool_size)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._tokens = TokenCache()
@@ -167,28 +171,33 @@ class RegistryClient:
         )
 
     def _raw(self, method: str, url: str, **kwargs) -> requests.Response:
-        """One HTTP exchange; transport failures become RegistryErrors."""
+        """One HTTP exchange; transport failures become RegistryErrors (Cancelled during a cancellation)."""
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("verify", self._verify)
+        cancel.check()
         try:
             return self._session.request(method, url, **kwargs)
-        except requests.exceptions.SSLError as exc:
-            raise self._tls_error(exc) from None
-        except requests.exceptions.Timeout as exc:
-            raise TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {_short(exc)}") from None
-        except requests.exceptions.ConnectionError as exc:
+        except requests.exceptions.RequestException as exc:
+            cancel.check()  # a connection shut down by a cancellation is not the registry's failure
+            raise self._transport_error(exc, method, url) from None
+
+    def _transport_error(self, exc: requests.exceptions.RequestException, method: str, url: str) -> RegistryError:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return self._tls_error(exc)
+        if isinstance(exc, requests.exceptions.Timeout):
+            return TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {_short(exc)}")
+        if isinstance(exc, requests.exceptions.ConnectionError):
             text = _short(exc)
             if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
-                raise RegistryError(
+                return RegistryError(
                     f"the {self.label} cannot be found: its host name does not resolve",
                     f"check {self.prefix}_REGISTRY",
-                ) from None
-            raise ConnectError(
+                )
+            return ConnectError(
                 f"cannot connect to the {self.label}: {text}",
                 f"check {self.prefix}_REGISTRY and that the registry is up and reachable (proxy settings: HTTPS_PROXY/NO_PROXY)",
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(f"{method} {_path(url)} on the {self.label} failed: {_short(exc)}") from None
+            )
+        return TransientError(f"{method} {_path(url)} on the {self.label} failed: {_short(exc)}")
 
     def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response]) -> requests.Response:
         """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent."""
@@ -201,9 +210,13 @@ class RegistryClient:
                 last, retry_after = exc, exc.retry_after
             else:
                 if response.status_code == 429 or response.status_code >= 500:
+                    errors = error_entries(response)
+                    if PERMANENT_CODES.intersection(code for code, _, _ in errors):
+                        return response  # the registry says a retry would get the same answer
                     retry_after = _retry_after(response)
                     last = TransientError(
-                        f"the {self.label} answered {response.status_code} {response.reason} to {what}",
+                        f"the {self.label} answered {response.status_code} {response.reason} to {what}"
+                        f"{describe_errors(errors)}",
                         status=response.status_code, retry_after=retry_after,
                     )
                     response.close()
@@ -401,7 +414,8 @@ class RegistryClient:
 
     def _status_error(self, response: requests.Response, method: str, what: str) -> RegistryError:
         status = response.status_code
-        detail = _error_detail(response)
+        errors = error_entries(response)
+        detail = describe_errors(errors)
         response.close()
         if status == 401:
             return self._need_login(what)
@@ -415,6 +429,12 @@ class RegistryClient:
             )
         if status == 404:
             return NotFoundError(f"{what} does not exist on the {self.label}{detail}", status=status)
+        codes = tuple(code for code, _, _ in errors)
+        permanent = [code for code in codes if code in PERMANENT_CODES]
+        if permanent:
+            hint = CODE_HINTS.get(permanent[0], "the registry gives the same answer to a retry")
+            return RefusedError(f"the {self.label} refused {method} {what} (HTTP {status}){detail}",
+                                hint.format(prefix=self.prefix), status=status, codes=codes)
         if status == 429 or status >= 500:
             return TransientError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}",
                                   status=status, retry_after=_retry_after(response))
@@ -486,11 +506,19 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         what = f"manifest {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
-        response = self.request(
-            "PUT", f"/v2/{repository}/manifests/{reference}",
-            scopes=[repository_scope(repository, "pull", "push")], what=what, ok=(200, 201, 202),
-            data=manifest.data, headers={"Content-Type": manifest.media_type},
-        )
+        try:
+            response = self.request(
+                "PUT", f"/v2/{repository}/manifests/{reference}",
+                scopes=[repository_scope(repository, "pull", "push")], what=what, ok=(200, 201, 202),
+                data=manifest.data, headers={"Content-Type": manifest.media_type},
+            )
+        except RefusedError as exc:
+            hosts = _foreign_layer_hosts(manifest)
+            if "MANIFEST_BLOB_UNKNOWN" in exc.codes and hosts:
+                exc.hint = (f"the image has foreign (non-distributable) layers, kept at {', '.join(hosts)}, and the "
+                            f"{self.label} does not allow their URLs: the target must allow them (distribution: "
+                            "validation.manifests.urls.allow), or the image cannot be mirrored as is")
+            raise
         response.close()
         self.subject_indexed = self.subject_indexed or bool(response.headers.get("OCI-Subject"))
         returned = response.headers.get("Docker-Content-Digest")
@@ -589,6 +617,16 @@ class RegistryClient:
         return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
 
 
+def _foreign_layer_hosts(manifest: Manifest) -> list[str]:
+    """The hosts that the foreign layers of an image manifest point at (their ``urls``)."""
+    try:
+        layers = manifest.json().get("layers") or []
+    except (ValueError, AttributeError):
+        return []
+    urls = [url for layer in layers if isinstance(layer, dict) for url in layer.get("urls") or [] if isinstance(url, str)]
+    return sorted({urllib.parse.urlsplit(url).netloc or url for url in urls})
+
+
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
@@ -618,16 +656,43 @@ def _read_capped(response: requests.Response, cap: int, what: str) -> bytes:
     return bytes(buf)
 
 
-def _error_detail(response: requests.Response) -> str:
-    """The registry's own error code and message, if it sent the standard JSON error body."""
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def error_entries(response: requests.Response) -> list[tuple[str, str, str]]:
+    """The ``errors`` of the distribution API's error body: (code, message, detail), read once.
+
+    An odd, missing or oversized body gives none; ``detail`` (any JSON) is flattened to short text.
+    """
+    cached = getattr(response, "_arcmirror_errors", None)
+    if cached is not None:
+        return cached
+    entries: list[tuple[str, str, str]] = []
     try:
-        if int(response.headers.get("Content-Length") or 0) > 64 * 1024:
-            return ""
-        errors = response.json().get("errors") or []
-        first = errors[0]
-        return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
-    except Exception:  # noqa: BLE001 - a missing or odd body just means no detail
-        return ""
+        buf = b""
+        for chunk in response.iter_content(16 * 1024):
+            buf += chunk
+            if len(buf) > ERROR_BODY_LIMIT:
+                raise ValueError("too long for an error body")
+        body = json.loads(buf) if buf.lstrip()[:1] == b"{" else {}
+        for error in (body.get("errors") or [])[:10]:
+            if isinstance(error, dict):
+                detail = error.get("detail")
+                detail = detail if isinstance(detail, str) else json.dumps(detail) if detail not in (None, {}, []) else ""
+                entries.append((str(error.get("code") or "")[:60], str(error.get("message") or "")[:200],
+                                detail[:200]))
+    except Exception:  # noqa: BLE001 - an odd body just means no detail
+        entries = []
+    response._arcmirror_errors = entries  # type: ignore[attr-defined]
+    return entries
+
+
+def describe_errors(entries: Sequence[tuple[str, str, str]]) -> str:
+    """``": CODE message (detail); ..."`` for a message; a bare UNKNOWN is left out when more is said."""
+    shown = [e for e in entries if e[0] != "UNKNOWN" or e[2]] if any(e[0] != "UNKNOWN" for e in entries) else entries
+    parts = [" ".join(p for p in (code, message) if p) + (f" ({detail})" if detail else "")
+             for code, message, detail in dict.fromkeys(shown)]
+    return (": " + "; ".join(parts)) if parts else ""
 
 
 def _path(url: str) -> str:

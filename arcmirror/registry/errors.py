@@ -55,3 +55,48 @@ class DigestMismatchError(RegistryError):
 
 class ProtocolError(RegistryError):
     """The registry answered something that breaks the distribution API."""
+
+
+class RefusedError(RegistryError):
+    """The registry refused a request with an error code that says a retry would get the same answer.
+
+    ``codes`` are the distribution API error codes of the answer (``MANIFEST_BLOB_UNKNOWN``, ...).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 codes: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint, status=status)
+        self.codes = codes
+
+
+class Cancelled(RegistryError):
+    """The run was cancelled (SIGINT or SIGTERM) before this work was done."""
+
+
+#: Error codes of the distribution API whose answer will not change on a retry, whatever the HTTP status
+#: (distribution answers 500 with MANIFEST_BLOB_UNKNOWN for foreign layers whose URLs it does not allow).
+#: UNKNOWN, UNAVAILABLE, TOOMANYREQUESTS and BLOB_UPLOAD_UNKNOWN (an upload to start again) may change.
+PERMANENT_CODES = frozenset({
+    "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN", "MANIFEST_UNVERIFIED", "NAME_INVALID", "NAME_UNKNOWN", "SIZE_INVALID", "TAG_INVALID",
+    "UNAUTHORIZED", "DENIED", "UNSUPPORTED",
+})
+
+#: What to do about a refusal, by error code; ``{prefix}`` names the variables of that registry.
+CODE_HINTS = {
+    "MANIFEST_BLOB_UNKNOWN": "the registry does not find a blob the manifest refers to: run again (only what is "
+                             "missing is sent); if it persists, the registry refuses that blob",
+    "MANIFEST_INVALID": "the registry refuses this manifest as it is (its media type or its content): "
+                        "use a registry that accepts OCI and Docker schema 2 manifests",
+    "MANIFEST_UNVERIFIED": "the registry refuses this manifest as it is: use a registry that accepts it",
+    "NAME_INVALID": "the registry refuses the repository name: check {prefix}_REPOSITORY",
+    "NAME_UNKNOWN": "the repository does not exist there: check {prefix}_REPOSITORY and the image names",
+    "TAG_INVALID": "the registry refuses the tag: check {prefix}_TAG",
+    "DENIED": "check {prefix}_USERNAME and {prefix}_PASSWORD and that this user has the rights it needs there",
+    "UNAUTHORIZED": "check {prefix}_USERNAME and {prefix}_PASSWORD",
+    "UNSUPPORTED": "the registry does not support this operation",
+    "DIGEST_INVALID": "the registry computed another digest for what was sent: run again; if it persists, "
+                      "something between here and the registry changes the data",
+    "SIZE_INVALID": "the registry received another size than was sent: run again; if it persists, "
+                    "something between here and the registry changes the data",
+}

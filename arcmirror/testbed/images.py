@@ -229,6 +229,37 @@ class LayoutBuilder:
         self._set_ref(ref_name, descriptor)
         return descriptor["digest"]
 
+    def nested(self, ref_name: str, per_platform: Mapping[str, list[Layer]],
+               labels: Mapping[str, str] | None = None) -> str:
+        """An index whose only entry is another index with one image per platform (OCI allows
+        indexes in indexes); return the outer index's digest."""
+        inner = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        for platform, layers in per_platform.items():
+            descriptor = self._write_image(layers, platform, labels)
+            descriptor["platform"] = parse_platform(platform)
+            inner["manifests"].append(descriptor)
+        outer = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                 "manifests": [{"mediaType": OCI_INDEX, **self.write_blob(canonical_json(inner))}]}
+        descriptor = {"mediaType": OCI_INDEX, **self.write_blob(canonical_json(outer))}
+        self._set_ref(ref_name, descriptor)
+        return descriptor["digest"]
+
+    def foreign(self, ref_name: str, layers: list[Layer], url_base: str = "https://mcr.microsoft.com/v2/windows/blobs/",
+                foreign_size: int = 1234) -> str:
+        """A windows/amd64 image whose first layer is foreign (non-distributable): only its URL is given,
+        as Windows base layers are; return the manifest digest."""
+        foreign_digest = sha256_digest(f"foreign layer {ref_name}".encode())
+        foreign = {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                   "digest": foreign_digest, "size": foreign_size, "urls": [url_base + foreign_digest]}
+        config = image_config(layers, "windows/amd64")
+        config["rootfs"]["diff_ids"].insert(0, foreign_digest)
+        config_desc = {"mediaType": OCI_CONFIG, **self.write_blob(canonical_json(config))}
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc,
+                    "layers": [foreign] + [layer.descriptor() for layer in layers]}
+        descriptor = {"mediaType": OCI_MANIFEST, **self.write_blob(canonical_json(manifest))}
+        self._set_ref(ref_name, descriptor)
+        return descriptor["digest"]
+
     def _write_image(self, layers, platform, labels) -> dict:
         config = image_config(layers, platform, labels)
         config_desc = {"mediaType": OCI_CONFIG, **self.write_blob(canonical_json(config))}

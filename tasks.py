@@ -7,11 +7,14 @@ Exit codes: 0 all images done, 1 an image failed, 2 a configuration or usage err
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit
+from invoke import task as invoke_task
 
 from arcmirror.cli import EXIT_FAILED, EXIT_USAGE, in_ci, settings_from_options, usage_errors_exit_2
 
@@ -33,7 +36,44 @@ COMMON = {
     "engine": "registry (default) or docker: go through the Docker engine at DOCKER_HOST (MIRROR_ENGINE)",
     "cleanup": "with --engine docker: remove the images this run pulled and tagged from the engine afterwards",
     "repair": "check every blob under a tag already in place and send again what was lost (MIRROR_REPAIR)",
+    "discover": "set (default) or catalog: take the images from the source's _catalog (MIRROR_DISCOVER)",
 }
+
+
+def task(*args, **kwargs):
+    """Invoke's ``@task``, for a task that a pipeline may cancel (SIGINT, then SIGTERM).
+
+    On a signal the run stops starting images, abandons what is in flight without committing it,
+    writes its reports (unfinished images are failed cases saying so), says it was cancelled, and
+    the process exits with 130 (SIGINT) or 143 (SIGTERM); see arcmirror/cancel.py.
+    """
+    def decorate(body):
+        @functools.wraps(body)
+        def run(c, *a, **kw):
+            from arcmirror import cancel
+
+            cancel.install()
+            try:
+                body(c, *a, **kw)
+            except Exit as exc:
+                if not cancel.requested():
+                    raise
+                if exc.message:
+                    _say(exc.message)
+            except Exception:
+                if not cancel.requested():
+                    raise
+            if cancel.requested():
+                _say(f"arcmirror: cancelled by {cancel.signal_name()}, stopped {cancel.elapsed():.1f}s after it; "
+                     "what was not done is a failed test case marked cancelled in the reports; run again to finish "
+                     "(what was copied is not sent again)")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(cancel.exit_code())  # threads still waiting on the network are not waited for
+
+        return invoke_task(*args, **kwargs)(run)
+
+    return decorate
 
 
 def _help(*names: str, **extra: str) -> dict[str, str]:
@@ -64,16 +104,21 @@ def _settings(env_file=None, tag=None, target_tag=None, images=None, platforms=N
         "MIRROR_REPAIR": "true" if repair else None,
     })
     ci.announce_secrets(settings)
+    for warning in settings.warnings:
+        _say(f"warning: {warning}")
     return settings
 
 
 @contextmanager
 def _failures_exit_1():
     """A registry or plan error outside any one image (e.g. the tag list cannot be read): say it, exit 1."""
+    from arcmirror.config import ConfigError
     from arcmirror.registry.errors import RegistryError
 
     try:
         yield
+    except ConfigError as exc:  # found once the image names were known (MIRROR_DISCOVER=catalog, a plan)
+        raise Exit(exc.render(), code=EXIT_USAGE) from None
     except RegistryError as exc:
         raise Exit(f"arcmirror: {exc.message}" + (f"\nwhat to do: {exc.hint}" if exc.hint else ""),
                    code=EXIT_FAILED) from None
@@ -134,8 +179,7 @@ def _plan(settings, plan):
     return load_plan(settings, Path(plan) if plan else None, _say)
 
 
-@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir",
-                 discover="set (default) or catalog: take the images from the source's _catalog (MIRROR_DISCOVER)"))
+@task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "discover"))
 def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
              report_dir=None, discover=None):
     """Resolve the release: its tag, its images, each image's digest, platforms and blobs, what the target has.
@@ -156,11 +200,11 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
 
 
 @task(help=_help("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
-                 "dry-run", "json", "engine", "cleanup", "repair",
+                 "dry-run", "json", "engine", "cleanup", "repair", "discover",
                  plan="copy the digests pinned by this plan file instead of resolving tags now"))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
            report_dir=None, plan=None, shard=None, dry_run=False, json=False, engine=None, cleanup=False,
-           repair=False):
+           repair=False, discover=None):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
@@ -172,7 +216,7 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     from arcmirror.reports import arc_deployment_hint
 
     settings = _settings(env_file, tag, target_tag, images, platforms, concurrency, report_dir, shard=shard,
-                         engine=engine, repair=repair)
+                         engine=engine, repair=repair, discover=discover)
     if _engine_route(settings, cleanup, dry_run):
         from arcmirror.engine import run_engine_mirror
         from arcmirror.steps import run_discover
@@ -183,8 +227,8 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     else:
         with _failures_exit_1():
             pinned = _plan(settings, plan) if plan or settings.shard else None
-            count = len(pinned.ok_images) if pinned else len(settings.images)
-            _say(f"{'Dry run: ' if dry_run else ''}Mirroring {count} images: {settings.source.registry}/"
+            count = len(pinned.ok_images) if pinned else 0 if settings.discover == "catalog" else len(settings.images)
+            _say(f"{'Dry run: ' if dry_run else ''}Mirroring {count or 'the catalog'} images: {settings.source.registry}/"
                  f"{settings.source.repository or '.'} -> {settings.target.registry}/"
                  f"{settings.target.repository or '.'}")
             with _progress(count, _to_copy(pinned) if pinned else None, quiet=dry_run) as progress:
@@ -354,7 +398,7 @@ def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, r
     _finish(*runs)
 
 
-@task(help={"report-dir": "where the demo's reports go (default reports/demo)",
+@invoke_task(help={"report-dir": "where the demo's reports go (default reports/demo)",
             "keep": "keep the demo's registries' files (printed at the end)"})
 def demo(c, report_dir="reports/demo", keep=False):
     """Run the embedded demo end to end: two local registries, a synthetic Arc release, a mirror.
@@ -370,7 +414,7 @@ def demo(c, report_dir="reports/demo", keep=False):
         raise Exit(code=code)
 
 
-@task(help={"scale": "data size factor (1 = ~400 MB of distinct blobs; a 1 GB layer in the memory case)",
+@invoke_task(help={"scale": "data size factor (1 = ~400 MB of distinct blobs; a 1 GB layer in the memory case)",
             "runs": "runs per figure; the median is reported (default 3)",
             "only": "comma-separated tools: floor,floor-relay,arcmirror,pull-push,skopeo-copy,skopeo-sync,docker",
             "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory",
@@ -394,7 +438,7 @@ def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=
         raise Exit(code=code)
 
 
-@task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
+@invoke_task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c, k=None, x=False):
     """Run the whole test suite (starts its own registries on loopback; run scripts/bootstrap first)."""
     import subprocess

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from . import cancel
 from .endpoints.layout import OCI_INDEX, REF_NAME, LayoutEndpoint, LayoutStore
 from .plan import Plan, PlannedImage
 from .reference import is_digest
@@ -117,6 +118,7 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
             for name, data in small.items():
                 _add_bytes(tar, name, data)
             for name, (path, size) in sorted(files.items()):
+                cancel.check("the archive")
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = size, 0o644, 0
                 with path.open("rb") as handle:
@@ -242,6 +244,7 @@ class ArchiveReader:
             handle.seek(member.offset_data)
             left = member.size
             while left > 0:
+                cancel.check("reading the archive")
                 chunk = handle.read(min(CHUNK, left))
                 if not chunk:
                     raise ArchiveError(f"the archive {self.path} ends inside entry {member.name}")

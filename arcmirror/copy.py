@@ -16,15 +16,16 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .config import Platform
 from .endpoints.base import Source, Target
 from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of, walk
-from .reference import is_digest
+from . import cancel
+from .reference import is_digest, nearest_tags
 from .referrers import find as find_referrers, merged_index, schema_tag
 from .registry.client import Manifest, RetryPolicy
-from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
+from .registry.errors import Cancelled, DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
 
 MAX_DEPTH = 4
 #: Blobs at least this big are looked for in sibling repositories of the target before an upload.
@@ -69,6 +70,13 @@ class ImageResult:
     def ok(self) -> bool:
         return self.status in ("copied", "up-to-date", "would-copy")
 
+    def fail(self, exc: RegistryError) -> None:
+        if isinstance(exc, Cancelled):
+            self.status, exc = "cancelled", cancel.error("this image")  # whichever step of it was stopped
+        else:
+            self.status = "failed"
+        self.error, self.hint = exc.message, exc.hint
+
     def _count(self, outcome: str, size: int) -> None:
         if outcome == "copied":
             self.blobs_copied += 1
@@ -111,6 +119,7 @@ class VerifyingBody:
         received = 0
         held: bytes | None = None
         for chunk in self._chunks:
+            cancel.check()  # raised before the last chunk is sent: the upload never completes
             if held is not None:
                 yield held
                 self._sent(len(held))
@@ -157,7 +166,7 @@ class CopyEngine:
         platforms: Sequence[Platform] = (),
         progress: Progress | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
         dry_run: bool = False,
         repair: bool = False,
         referrers: bool = True,
@@ -184,22 +193,28 @@ class CopyEngine:
         """Copy every job; one failing image never stops the others. Results keep the jobs' order."""
         jobs = list(jobs)
         self._job_repos = sorted({job.target_repo for job in jobs})
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob") as blobs, \
-                ThreadPoolExecutor(self.concurrency, thread_name_prefix="image") as images:
-            self._blob_pool = blobs
-            try:
-                return list(images.map(self.copy_image, jobs))
-            finally:
-                self._blob_pool = None
+        self._blob_pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob")
+        try:
+            return cancel.run_all(self.copy_image, jobs, self.concurrency, self._abandoned, "image")
+        finally:
+            self._blob_pool.shutdown(wait=not cancel.requested(), cancel_futures=True)
+            self._blob_pool = None
+
+    def _abandoned(self, job: ImageJob) -> ImageResult:
+        """The result of an image still in flight when a cancellation stopped waiting for it."""
+        result = ImageResult(job)
+        result.fail(cancel.error("this image"))
+        return result
 
     def copy_image(self, job: ImageJob) -> ImageResult:
         result = ImageResult(job)
         started = time.monotonic()
         self.progress.image_started(job)
         try:
+            cancel.check("this image")
             self._copy_image(job, result)
         except RegistryError as exc:
-            result.status, result.error, result.hint = "failed", exc.message, exc.hint
+            result.fail(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must fail one image, not the run
             result.status, result.error = "failed", f"unexpected error: {exc.__class__.__name__}: {exc}"
             result.hint = "this is a bug in arcmirror; please report it with the log"
@@ -213,8 +228,11 @@ class CopyEngine:
         source_ref = f"{job.source_repo}{'@' if is_digest(job.source_ref) else ':'}{job.source_ref}"
         digest = job.source_ref if is_digest(job.source_ref) else self.source.resolve(job.source_repo, job.source_ref)
         if digest is None:
+            nearest = nearest_tags(job.source_ref, self.source.list_tags(job.source_repo))
             raise NotFoundError(
-                f"{source_ref} does not exist on the {self.source.label}",
+                f"{source_ref} does not exist on the {self.source.label}"
+                + (f" (the nearest tags of {job.source_repo}: {', '.join(nearest)})" if nearest else
+                   f" ({job.source_repo} has no tags there)"),
                 "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)",
             )
         result.source_digest = digest
@@ -235,12 +253,15 @@ class CopyEngine:
         else:
             manifest = self.source.get_manifest(job.source_repo, digest)
         result.media_type = manifest.media_type
+        rewritten: dict[str, Manifest] = {}  # nested indexes filtered by MIRROR_PLATFORMS: in no registry yet
         if is_index(manifest) and self.platforms:
-            manifest = filter_index(manifest, self.platforms, source_ref)
+            manifest, rewritten = filter_index(manifest, self.platforms, source_ref,
+                                               lambda d: self.source.get_manifest(job.source_repo, d))
             result.rewritten = manifest.digest != digest
         result.platforms = platforms_of(manifest)
         result.digest = manifest.digest
-        self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=())
+        self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=(),
+                        rewritten=rewritten)
         if self.referrers:
             subjects = list(result.tree)
             self._copy_referrers(job, result, lambda: subjects)
@@ -253,7 +274,7 @@ class CopyEngine:
         return [m.digest for m in manifests]
 
     def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult, *,
-                   present: bool, depth: int, path: tuple[str, ...]) -> None:
+                   present: bool, depth: int, path: tuple[str, ...], rewritten: Mapping[str, Manifest] = {}) -> None:
         """Copy a manifest's blobs and children, then the manifest itself unless the target has it (``present``)."""
         where = f"{job.source_repo}@{manifest.digest}"
         result.tree.append(manifest.digest)
@@ -262,13 +283,14 @@ class CopyEngine:
         if is_index(manifest):
             for child_digest in children_of(manifest, where):
                 child_present = self.target.resolve(job.target_repo, child_digest) == child_digest
-                child = (self.target if child_present else self.source).get_manifest(
+                child = rewritten.get(child_digest) or (self.target if child_present else self.source).get_manifest(
                     job.target_repo if child_present else job.source_repo, child_digest)
                 self._copy_tree(job, child, child_digest, result, present=child_present, depth=depth + 1,
-                                path=path + (manifest.digest,))
+                                path=path + (manifest.digest,), rewritten=rewritten)
         else:
             self._copy_blobs(job, blobs_of(manifest, where), result)
         if not present:
+            cancel.check("this image")  # the tag, written last, never lands for an unfinished image
             if not self.dry_run:
                 self.target.put_manifest(job.target_repo, reference, manifest)
             result.manifests_pushed += 1
@@ -289,6 +311,7 @@ class CopyEngine:
                     if self.target.resolve(job.target_repo, tag) else None
                 index = merged_index(existing, found.source_indexes.get(subject), referrers)
                 if index is not None:
+                    cancel.check("this image")
                     if not self.dry_run:
                         self.target.put_manifest(job.target_repo, tag, index)
                     result.manifests_pushed += 1
@@ -322,6 +345,7 @@ class CopyEngine:
         """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
         ledger, repo = self._ledger, job.target_repo
         while True:
+            cancel.check("this image")
             with ledger.lock:
                 holders = ledger.located.setdefault(digest, set())
                 if repo in holders:

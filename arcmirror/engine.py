@@ -35,21 +35,20 @@ import os
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from . import reports
+from . import cancel, reports
 from .clients import open_client
 from .config import Endpoint, Platform, Settings
 from .endpoints.registry import RegistryEndpoint
 from .manifests import FOREIGN_LAYER_TYPES, blobs_of, is_index, platform_name
 from .plan import Plan, PlannedImage, target_tag_for
 from .registry.client import Manifest, RegistryClient
-from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError
+from .registry.errors import Cancelled, DigestMismatchError, NotFoundError, ProtocolError, RegistryError
 from .secret import Secret
-from .steps import StepRun, target_of, unplanned_case, unplanned_cases, write_step
+from .steps import StepRun, cancelled_case, target_of, unplanned_case, unplanned_cases, write_step
 
 if TYPE_CHECKING:
     import docker
@@ -137,6 +136,7 @@ def read_stream(messages: Iterable[Any], on_message: Callable[[dict], None] | No
     """
     summary = StreamSummary()
     for message in messages:
+        cancel.check("this image")  # leaving the stream closes it: the engine then stops that pull or push
         if not isinstance(message, dict):
             continue
         summary.messages += 1
@@ -548,12 +548,14 @@ def _one(run: _Run, step: str, image: PlannedImage, actions: Sequence[Callable],
     entry = _entry(image, refs)
     started = time.monotonic()
     try:
+        cancel.check("this image")
         if blocked is not None:
             raise blocked
         for action in actions:
             action(run, image, refs, entry)
     except RegistryError as exc:
-        entry["status"], entry["error"], entry["hint"] = "failed", exc.message, exc.hint
+        entry["status"] = "cancelled" if isinstance(exc, Cancelled) else "failed"
+        entry["error"], entry["hint"] = exc.message, exc.hint
     except Exception as exc:  # noqa: BLE001 - a bug must fail one image, not the run
         entry["status"] = "failed"
         entry["error"] = scrub(f"unexpected error: {exc.__class__.__name__}: {exc}", _secrets(run.settings))
@@ -568,8 +570,16 @@ def _one(run: _Run, step: str, image: PlannedImage, actions: Sequence[Callable],
         run.say(f"{image.name}: FAILED: {entry['error']}")
     entry["duration"] = round(time.monotonic() - started, 3)
     case = reports.Case(image.name, step, entry["error"] is None, _details(run, entry), entry["duration"],
-                        entry["error"], entry["hint"])
+                        entry["error"], entry["hint"], cancelled=entry["status"] == "cancelled")
     return case, entry
+
+
+def _abandoned(run: _Run, step: str, image: PlannedImage) -> tuple[reports.Case, dict]:
+    """An image the engine was still busy with when a cancellation stopped waiting for it."""
+    entry = _entry(image, image_refs(run.settings, run.plan, image))
+    exc = cancel.error("this image")
+    entry["status"], entry["error"], entry["hint"] = "cancelled", exc.message, exc.hint
+    return reports.Case.failed(image.name, step, _details(run, entry), exc), entry
 
 
 def _platform_problem(plan: Plan, info: EngineInfo) -> EngineError | None:
@@ -607,8 +617,8 @@ def _run_step(settings: Settings, plan: Plan, step: str, actions: Sequence[Calla
             info = engine.connect()
         except EngineError as exc:
             say(f"{step}: {exc.message}")
-            cases = [reports.Case(i.name, step, False, [f"source: {i.source}", f"engine: {engine.host}"],
-                                  message=exc.message, hint=exc.hint) for i in plan.ok_images]
+            cases = [reports.Case.failed(i.name, step, [f"source: {i.source}", f"engine: {engine.host}"], exc)
+                     for i in plan.ok_images]
             entries = [{**_entry(i, image_refs(settings, plan, i)), "error": exc.message, "hint": exc.hint}
                        for i in plan.ok_images]
             return write_step(settings, step, cases + unplanned_cases(step, plan), started,
@@ -619,8 +629,8 @@ def _run_step(settings: Settings, plan: Plan, step: str, actions: Sequence[Calla
         blocked = _platform_problem(plan, info) if check_platform else None
         say(f"{step}: {len(plan.ok_images)} images through the {info.describe()}")
         workers = max(1, min(settings.concurrency, MAX_WORKERS, len(plan.ok_images) or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="engine") as pool:
-            done = list(pool.map(lambda i: _one(run, step, i, actions, cleanup, blocked), plan.ok_images))
+        done = cancel.run_all(lambda i: _one(run, step, i, actions, cleanup, blocked), plan.ok_images, workers,
+                              lambda i: _abandoned(run, step, i), "engine")
     cases = [case for case, _ in done] + unplanned_cases(step, plan)
     return write_step(settings, step, cases, started, _record(settings, run, plan, [entry for _, entry in done]))
 
@@ -794,6 +804,8 @@ def verify_engine_image(source: RegistryClient, target: RegistryClient, image: P
         missing = [d for d in blobs if not target.has_blob(repo, d)]
         problems += [f"blob {d} ({blobs[d]} bytes) is missing in the target" for d in missing]
         details.append(f"blobs checked: {len(blobs)} (HEAD)")
+    except Cancelled as exc:
+        return reports.Case.failed(image.name, "verify", details, exc, time.monotonic() - started)
     except RegistryError as exc:
         problems.append(exc.message)
         if exc.hint and not isinstance(exc, NotFoundError):
@@ -843,8 +855,7 @@ def run_engine_verify(settings: Settings, plan: Plan, *, say: Say = lambda _: No
             return verify_engine_image(source, target, image, repo, tag, chosen,
                                        (pushed.get(image.name) or {}).get("digest"))
 
-        with ThreadPoolExecutor(settings.concurrency) as pool:
-            cases = list(pool.map(one, plan.images))
+        cases = cancel.run_all(one, plan.images, settings.concurrency, lambda image: cancelled_case("verify", image), "verify")
     images = []
     for case in cases:
         fields = dict(line.split(": ", 1) for line in case.details if ": " in line)

@@ -33,6 +33,17 @@ def _find_plan(report_dir: Path) -> Path | None:
     return next(iter(sorted(report_dir.rglob("plan.json"))), None)
 
 
+def _why_no_plan(report_dir: Path) -> str:
+    """No plan: say what discover said when it failed, else that it was not run."""
+    try:
+        failure = ET.parse(report_dir / "discover.xml").getroot().find(".//testcase/failure")
+    except (ET.ParseError, OSError):
+        failure = None
+    if failure is not None:
+        return f"discover failed, so there is no plan: {(failure.get('message') or '')[:300]}"
+    return f"no plan.json under {report_dir}: the expected images are unknown (run 'invoke discover')"
+
+
 def gate(report_dir: Path) -> GateResult:
     """Read every JUnit file under ``report_dir`` (shards' sub-folders included) and judge the release."""
     problems: list[str] = []
@@ -43,12 +54,15 @@ def gate(report_dir: Path) -> GateResult:
     expected: list[str] = []
     tag = "?"
     if plan_path is None:
-        problems.append(f"no plan.json under {report_dir}: the expected images are unknown (run 'invoke discover')")
+        problems.append(_why_no_plan(report_dir))
     else:
         try:
             plan = json.loads(plan_path.read_text())
             expected = [i["name"] for i in plan["images"]]
             tag = plan.get("tag", "?")
+            if not expected:
+                problems.append(f"the plan {plan_path} holds no images of release {tag}: nothing was mirrored "
+                                "(check SOURCE_DOCKER_TAG and run 'invoke discover' again)")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"the plan {plan_path} is unreadable: {exc}")
 

@@ -10,7 +10,8 @@ from .clients import make_engine, open_client
 from .config import Platform, Settings
 from .copy import ImageJob, Progress
 from .endpoints.registry import RegistryEndpoint
-from .plan import AUTO_TAGS, resolve_release_tag, target_tag_for
+from . import reports
+from .plan import AUTO_TAGS, release_images, resolve_release_tag, target_tag_for
 from .reference import ImageRef, join_repository
 from .registry.errors import RegistryError
 from .steps import StepRun, copy_step, whole_run_failed
@@ -52,6 +53,7 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
     writes nothing (no report either) and says what would be sent.
     """
     started = time.monotonic()
+    preflight: list[reports.Case] = []
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
             # an image the plan found incomplete in the target (tag in place, a blob lost) is repaired
@@ -61,18 +63,23 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
             platforms = [Platform.parse(p) for p in plan.platforms]
             settings = with_release_tag(settings, plan.tag)
         else:
-            if settings.source.tag in AUTO_TAGS:
-                try:
+            try:
+                if settings.source.tag in AUTO_TAGS:
                     tag, reason = resolve_release_tag(settings, source)
-                except RegistryError as exc:
-                    return whole_run_failed(settings, "mirror", exc, started)
-                say(f"Release tag: {tag} ({reason})")
-                settings = with_release_tag(settings, tag)
+                    say(f"Release tag: {tag} ({reason})")
+                    settings = with_release_tag(settings, tag)
+                found = release_images(settings, RegistryEndpoint(source), source, settings.source.tag, say)
+            except RegistryError as exc:
+                return whole_run_failed(settings, "mirror", exc, started)
+            settings = replace(settings, images=tuple(found.names), images_from=found.source)
+            preflight = [reports.Case(name, "mirror", True, skipped=True,
+                                      message=f"in the image set but no repository in the source carries tag "
+                                              f"{settings.source.tag}") for name in found.missing]
             jobs = jobs_for(settings)
             platforms = list(settings.platforms)
         engine = make_engine(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
                              progress=progress, dry_run=dry_run)
-        run = copy_step(settings, plan, "mirror", engine, jobs, refs_for(settings, jobs), started)
+        run = copy_step(settings, plan, "mirror", engine, jobs, refs_for(settings, jobs), started, preflight)
     run.extra["release_tag"] = settings.source.tag
     run.extra["target_tag"] = settings.target.tag
     return run

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import Platform, Settings
+from . import cancel
+from .config import ConfigError, Platform, Settings, full_name_problems
 from .endpoints.base import Source, Target
 from .manifests import filter_index, is_index, platforms_of, walk
-from .reference import ImageRef, join_repository, tag_problem
+from .reference import ImageRef, join_repository, nearest_tags, tag_problem
 from .referrers import find as find_referrers
 from .registry.client import RegistryClient
 from .registry.errors import NotFoundError, RegistryError
@@ -49,6 +50,7 @@ class PlannedImage:
     referrer_blobs: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     hint: str | None = None
+    missing: bool = False  # the source has no such image with the release tag
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,41 @@ class PlanError(RegistryError):
     """The plan file is missing or unusable."""
 
 
+class ReleaseNotFound(PlanError):
+    """No image of the release carries its tag: a mistyped SOURCE_DOCKER_TAG, most likely."""
+
+
+def release_not_found(settings: Settings, client: RegistryClient, tag: str, repositories: Sequence[str],
+                      how: str) -> ReleaseNotFound:
+    """The error for a release with no image, naming the tag and the nearest tags that do exist.
+
+    The nearest tags are looked for in the set's reference image, else in the first repository checked.
+    """
+    src = settings.source
+    reference = next((n for n in (_reference_image(settings), *repositories) if n), None)
+    tags = client.tags_or_none(join_repository(src.repository, reference)) if reference else []
+    nearest = nearest_tags(tag, tags)
+    where = f"{src.registry}/{src.repository or '.'}"
+    return ReleaseNotFound(
+        f"release {tag} has no images: {how} under {where} carries tag {tag}"
+        + (f"; the nearest tags that exist ({reference}): {', '.join(nearest)}" if nearest else
+           f"; {reference or 'the first image'} has no tags at all" if reference else ""),
+        "check SOURCE_DOCKER_TAG (unset it, or set it to latest-release, to take the newest release)",
+    )
+
+
+def _reference_image(settings: Settings) -> str | None:
+    from .imageset import load_image_set
+
+    try:
+        image_set = load_image_set(settings.image_set) if settings.image_set.is_file() else None
+    except ValueError:
+        image_set = None
+    if image_set and image_set.reference_image in settings.images:
+        return image_set.reference_image
+    return settings.images[0] if settings.images else None
+
+
 # -- the release tag ---------------------------------------------------------------------------
 
 def release_key(tag: str, pattern: re.Pattern[str]) -> tuple | None:
@@ -206,6 +243,46 @@ def _catalog_images(client: RegistryClient, repository: str) -> list[str]:
     return sorted(r[len(prefix):] for r in client.catalog() if r.startswith(prefix) and len(r) > len(prefix))
 
 
+@dataclass
+class ReleaseImages:
+    """Which images make up the release, and where that list came from."""
+
+    names: list[str]
+    source: str  # "image set FILE", "MIRROR_IMAGES", "catalog of HOST/REPO"
+    missing: list[str] = field(default_factory=list)  # in the set, not in the catalog with the tag
+    extra: list[str] = field(default_factory=list)  # in the catalog with the tag, not in the set
+
+
+def release_images(settings: Settings, source: Source, client: RegistryClient, tag: str,
+                   say: Callable[[str], None] = lambda _: None) -> ReleaseImages:
+    """The image set (MIRROR_DISCOVER=set), or every repository of the catalog that carries ``tag``.
+
+    With the catalog, no repository carrying the tag is :class:`ReleaseNotFound`, and a full name
+    that the distribution spec does not allow is a :class:`ConfigError`, before anything is copied.
+    """
+    if settings.discover != "catalog":
+        return ReleaseImages(list(settings.images), settings.images_from)
+    src = settings.source
+    candidates = _catalog_images(client, src.repository)
+    with ThreadPoolExecutor(settings.concurrency) as pool:
+        has_tag = list(pool.map(lambda n: source.resolve(join_repository(src.repository, n), tag) is not None,
+                                candidates))
+    tagged = [n for n, ok in zip(candidates, has_tag) if ok]
+    if not tagged:
+        raise release_not_found(settings, client, tag, candidates,
+                                f"none of the {len(candidates)} repositories of the catalog (MIRROR_DISCOVER=catalog)")
+    if problems := full_name_problems(settings, tagged):
+        raise ConfigError(problems)
+    found = ReleaseImages(tagged, f"catalog of {src.registry}/{src.repository or '.'}",
+                          missing=[n for n in settings.images if n not in tagged],
+                          extra=[n for n in tagged if n not in settings.images])
+    if found.extra:
+        say(f"In the catalog with tag {tag} but not in the image set: {', '.join(found.extra)}")
+    if found.missing:
+        say(f"In the image set but not in the catalog with tag {tag}: {', '.join(found.missing)}")
+    return found
+
+
 def plan_referrers(image: PlannedImage, source: Source, types: Sequence[str]) -> None:
     """List the referrers of every manifest of the image (and theirs), with what they are made of."""
     found = find_referrers(source, image.source_repository, image.manifests, types)
@@ -223,19 +300,24 @@ def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | N
                platforms: Sequence[Platform], referrer_types: Sequence[str] | None = ()) -> PlannedImage:
     """Fill in one image: pinned digest, tree, blobs, and what the target has. Errors land on the image."""
     try:
+        cancel.check()
         digest = source.resolve(image.source_repository, tag)
         if digest is None:
+            image.missing = True
             raise NotFoundError(f"{image.source} does not exist on the {source.label}",
                                 "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)")
         top = source.get_manifest(image.source_repository, digest)
         image.digest, image.media_type = digest, top.media_type
+        rewritten: dict = {}
         if is_index(top) and platforms:
-            top = filter_index(top, platforms, image.source)
+            top, rewritten = filter_index(top, platforms, image.source,
+                                          lambda d: source.get_manifest(image.source_repository, d))
         image.target_digest = top.digest
         image.platforms = platforms_of(top)
-        # the top may be an index filtered here (not in the source under that digest): hand it over as is
+        # indexes filtered here are in no registry under their new digests: hand them over as they are
+        rewritten[top.digest] = top
         manifests, image.blobs = walk(
-            lambda d: top if d == top.digest else source.get_manifest(image.source_repository, d),
+            lambda d: rewritten.get(d) or source.get_manifest(image.source_repository, d),
             top.digest, image.source_repository)
         image.manifests = [m.digest for m in manifests]
         if referrer_types is not None:
@@ -276,25 +358,8 @@ def discover(
     if problem := tag_problem(tag):
         raise NotFoundError(f"the chosen release tag {tag!r} {problem}")
 
-    names = list(settings.images)
-    missing: list[str] = []
-    extra: list[str] = []
-    if mode == "catalog":
-        candidates = _catalog_images(source_client, src.repository)
-        with ThreadPoolExecutor(settings.concurrency) as pool:
-            has_tag = list(pool.map(lambda n: source.resolve(join_repository(src.repository, n), tag) is not None,
-                                    candidates))
-        tagged = [n for n, ok in zip(candidates, has_tag) if ok]
-        extra = [n for n in tagged if n not in names]
-        missing = [n for n in names if n not in tagged]
-        names = tagged
-        image_source = f"catalog of {src.registry}/{src.repository or '.'}"
-        if extra:
-            say(f"In the catalog with tag {tag} but not in the image set: {', '.join(extra)}")
-        if missing:
-            say(f"In the image set but not in the catalog with tag {tag}: {', '.join(missing)}")
-    else:
-        image_source = settings.images_from
+    found = release_images(replace(settings, discover=mode), source, source_client, tag, say)
+    names, missing, extra, image_source = found.names, found.missing, found.extra, found.source
 
     images = [
         PlannedImage(
@@ -312,7 +377,10 @@ def discover(
         images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms, referrer_types),
                                images))
     if mode != "catalog":
-        missing = [i.name for i in images if not i.ok and "does not exist" in (i.error or "")]
+        missing = [i.name for i in images if i.missing]
+        if images and len(missing) == len(images):
+            raise release_not_found(settings, source_client, tag, names,
+                                    f"none of the {len(images)} images of the {image_source}")
     return Plan(
         source_registry=src.registry,
         source_repository=src.repository,

@@ -36,7 +36,8 @@ class LineProgress(Progress):
     def image_finished(self, result: ImageResult) -> None:
         with self._lock:
             self._done += 1
-            mark = {"copied": "copied", "up-to-date": "up to date", "would-copy": "would copy"}.get(result.status, "FAILED")
+            mark = {"copied": "copied", "up-to-date": "up to date", "would-copy": "would copy",
+                    "cancelled": "CANCELLED"}.get(result.status, "FAILED")
             if result.status == "up-to-date":
                 detail = f"target already at {(result.digest or '')[:19]}"
             elif result.ok:
@@ -100,7 +101,8 @@ class RichProgress(Progress):
             if task is not None:
                 self._bars.remove_task(task)
             self._bars.update(self._overall, description=f"{self._done}/{self.total or '?'} images")
-        mark = {"copied": "[green]copied[/]", "up-to-date": "[green]up to date[/]"}.get(result.status, "[red]FAILED[/]")
+        mark = {"copied": "[green]copied[/]", "up-to-date": "[green]up to date[/]",
+                "cancelled": "[yellow]CANCELLED[/]"}.get(result.status, "[red]FAILED[/]")
         detail = (f"{human_bytes(result.bytes_sent)} sent" if result.ok else (result.error or ""))
         self._bars.console.print(f"{mark} {result.job.name} ({result.duration:.1f}s) {detail}", highlight=False)
 

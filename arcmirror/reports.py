@@ -12,6 +12,7 @@ from typing import Sequence
 
 
 from .copy import ImageResult
+from .registry.errors import Cancelled, RegistryError
 
 
 def human_bytes(n: float) -> str:
@@ -72,11 +73,17 @@ class Case:
     message: str | None = None
     hint: str | None = None
     skipped: bool = False
+    cancelled: bool = False  # failed because the run was cancelled before this image was done
+
+    @classmethod
+    def failed(cls, name: str, step: str, details: list[str], exc: RegistryError, duration: float = 0.0) -> "Case":
+        """A failed case saying what ``exc`` says (a cancellation is marked as one)."""
+        return cls(name, step, False, details, duration, exc.message, exc.hint, cancelled=isinstance(exc, Cancelled))
 
 
 def copy_case(step: str, result: ImageResult, source: str, target: str) -> Case:
     return Case(result.job.name, step, result.ok, _details(result, source, target).splitlines(),
-                result.duration, result.error, result.hint)
+                result.duration, result.error, result.hint, cancelled=result.status == "cancelled")
 
 
 def junit(suite_name: str, cases: Sequence[Case]) -> str:
@@ -91,7 +98,8 @@ def junit(suite_name: str, cases: Sequence[Case]) -> str:
             case.add_skipped_info(message=c.message or "skipped")
         elif not c.ok:
             message = (c.message or "failed") + (f" -- {c.hint}" if c.hint else "")
-            case.add_failure_info(message=message, output="\n".join(c.details), failure_type=f"{c.step}-failed")
+            case.add_failure_info(message=message, output="\n".join(c.details),
+                                  failure_type="cancelled" if c.cancelled else f"{c.step}-failed")
         out.append(case)
     # junit-xml's own pretty printing goes through minidom (milliseconds per case); ElementTree indents in C
     root = ET.fromstring(to_xml_report_string([TestSuite(suite_name, out)], prettyprint=False, encoding="utf-8"))
@@ -140,18 +148,29 @@ def summary(results: Sequence[ImageResult], elapsed: float, report: Path | None,
     current = sum(r.status == "up-to-date" for r in results)
     sent = sum(r.bytes_sent for r in results)
     blobs = sum(r.blobs_copied for r in results)
-    failed = [c for c in cases if not c.ok and not c.skipped] or [
-        Case(r.job.name, "", False, message=r.error, hint=r.hint) for r in results if not r.ok]
+    cases = list(cases) or [copy_case("", r, "", "") for r in results]
+    cancelled = sum(c.cancelled for c in cases)
     total = max(len(results), len(cases))
     lines = [
-        f"{total} images: {copied} copied, {current} already up to date, {len(failed)} failed; "
-        f"{blobs} blobs ({human_bytes(sent)}) sent in {elapsed:.1f}s",
+        f"{total} images: {copied} copied, {current} already up to date, "
+        f"{sum(not c.ok and not c.skipped for c in cases) - cancelled} failed"
+        + (f", {cancelled} cancelled" if cancelled else "")
+        + f"; {blobs} blobs ({human_bytes(sent)}) sent in {elapsed:.1f}s",
     ]
-    for c in failed:
-        lines.append(f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else ""))
+    lines += failure_lines(cases)
     if report is not None:
         lines.append(f"JUnit report: {report}")
     return "\n".join(lines)
+
+
+def failure_lines(cases: Sequence[Case]) -> list[str]:
+    """Each failed case with what to do; the cases a cancellation stopped, on one line."""
+    lines = [f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else "")
+             for c in cases if not c.ok and not c.skipped and not c.cancelled]
+    cancelled = [c.name for c in cases if c.cancelled]
+    if cancelled:
+        lines.append(f"CANCELLED before they were done ({len(cancelled)}): {', '.join(cancelled)}")
+    return lines
 
 
 def dry_run_summary(step: str, results: Sequence[ImageResult], cases: Sequence[Case]) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from . import reports
-from .config import Platform, Settings
+from . import cancel, reports
+from .config import ConfigError, Platform, Settings, full_name_problems
 from .copy import CopyEngine, ImageJob, ImageResult, Progress
 from .endpoints.layout import LayoutEndpoint, LayoutStore
 from .endpoints.registry import RegistryEndpoint
@@ -52,10 +52,11 @@ class StepRun:
         if self.results:
             text = reports.summary(self.results, self.elapsed, self.junit, self.cases)
             return text if self.step == "mirror" else f"{self.step}: {text}"
-        failed = [c for c in self.cases if not c.ok and not c.skipped]
-        lines = [f"{self.step}: {len(self.cases)} images, {len(failed)} failed ({self.elapsed:.1f}s)"]
-        lines += [f"FAILED {c.name}: {c.message}" + (f"\n       what to do: {c.hint}" if c.hint else "")
-                  for c in failed]
+        failed = [c for c in self.cases if not c.ok and not c.skipped and not c.cancelled]
+        cancelled = sum(c.cancelled for c in self.cases)
+        lines = [f"{self.step}: {len(self.cases)} images, {len(failed)} failed"
+                 + (f", {cancelled} cancelled" if cancelled else "") + f" ({self.elapsed:.1f}s)"]
+        lines += reports.failure_lines(self.cases)
         lines.append(f"JUnit report: {self.junit}")
         return "\n".join(lines)
 
@@ -75,8 +76,7 @@ def write_step(settings: Settings, step: str, cases: list[reports.Case], started
 def whole_run_failed(settings: Settings, step: str, exc: RegistryError, started: float) -> StepRun:
     """A failure before any image could start (e.g. the release tag cannot be read): every image of the
     set becomes a failed case with that message, so a pipeline still shows each image's result."""
-    cases = [reports.Case(name, step, False, [f"image: {name}"], message=exc.message, hint=exc.hint)
-             for name in settings.images]
+    cases = [reports.Case.failed(name, step, [f"image: {name}"], exc) for name in settings.images]
     return write_step(settings, step, cases, started, {"error": exc.message, "hint": exc.hint})
 
 
@@ -139,6 +139,11 @@ def load_plan(settings: Settings, path: Path | None, say: Say) -> Plan:
         plan, _ = run_discover(settings, say)
         return _shard(settings, plan, say)
     plan = Plan.load(chosen)
+    if not plan.images:
+        raise PlanError(f"the plan {chosen} holds no images of release {plan.tag}",
+                        "run 'invoke discover' again (check SOURCE_DOCKER_TAG)")
+    if problems := full_name_problems(settings, [i.name for i in plan.images]):
+        raise ConfigError(problems)
     tag = settings.source.tag
     if tag not in AUTO_TAGS and tag != plan.tag:
         raise PlanError(f"the plan {chosen} is for release {plan.tag}, but SOURCE_DOCKER_TAG is {tag}",
@@ -169,6 +174,11 @@ def unplanned_case(step: str, image: PlannedImage) -> reports.Case:
     """The failed case, in any step, of an image that discover could not plan."""
     return reports.Case(image.name, step, False, [f"source: {image.source}"], message=f"not planned: {image.error}",
                         hint=image.hint)
+
+
+def cancelled_case(step: str, image: PlannedImage) -> reports.Case:
+    """The failed case of an image a cancellation stopped before its step was done with it."""
+    return reports.Case.failed(image.name, step, [f"source: {image.source}"], cancel.error("this image"))
 
 
 def unplanned_cases(step: str, plan: Plan) -> list[reports.Case]:
@@ -215,6 +225,7 @@ def run_tag(settings: Settings, plan: Plan) -> StepRun:
         target_ref = target_view.ref_name(repo, tag)
         details = [f"stored as: {source_view.ref_name(image.source_repository, plan.tag)}", f"target: {target_ref}"]
         try:
+            cancel.check("this image")
             digest = source_view.resolve(image.source_repository, plan.tag)
             if digest is None:
                 raise PlanError(f"{image.source} is not in the store {settings.store}", "run 'invoke pull' first")
@@ -230,7 +241,7 @@ def run_tag(settings: Settings, plan: Plan) -> StepRun:
             cases.append(reports.Case(image.name, "tag", True, details + [f"digest: {digest}",
                                                                           f"referrer tags: {len(referrer_tags)}"]))
         except RegistryError as exc:
-            cases.append(reports.Case(image.name, "tag", False, details, message=exc.message, hint=exc.hint))
+            cases.append(reports.Case.failed(image.name, "tag", details, exc))
     return write_step(settings, "tag", cases + unplanned_cases("tag", plan), started)
 
 
@@ -285,7 +296,7 @@ def run_export(settings: Settings, plan: Plan, archive: Path, since: Path | None
 def run_import(settings: Settings, archive: Path, progress: Progress | None = None,
                deep: bool = False, dry_run: bool = False) -> list[StepRun]:
     """Check the archive, push its images to the target, then verify them."""
-    from .archive import ArchiveError, ArchiveReader
+    from .archive import ArchiveReader
     from .verify import run_verify
 
     started = time.monotonic()
@@ -293,10 +304,9 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
     try:
         reader.check()
         plan = reader.plan()
-    except (ArchiveError, PlanError) as exc:
-        return [write_step(settings, "import", [reports.Case("archive", "import", False, [f"archive: {archive}"],
-                                                             message=exc.message, hint=exc.hint)], started,
-                           dry_run=dry_run)]
+    except RegistryError as exc:  # refused, damaged, or cancelled while checking
+        return [write_step(settings, "import", [reports.Case.failed("archive", "import", [f"archive: {archive}"], exc)],
+                           started, dry_run=dry_run)]
     jobs, refs = [], {}
     for image in plan.ok_images:
         repo, tag = target_of(settings, plan, image)
@@ -305,4 +315,4 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
     with open_client(settings.target, settings) as client:
         engine = make_engine(settings, reader, RegistryEndpoint(client), progress=progress, dry_run=dry_run)
         pushed = copy_step(settings, plan, "import", engine, jobs, refs, started)
-    return [pushed] if dry_run else [pushed, run_verify(settings, plan, deep=deep)]
+    return [pushed] if dry_run or cancel.requested() else [pushed, run_verify(settings, plan, deep=deep)]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from . import reports
+from . import cancel, reports
 from .clients import open_client
 from .config import Settings
 from .endpoints.registry import RegistryEndpoint
@@ -14,8 +13,8 @@ from .manifests import blobs_of, children_of, is_index
 from .plan import Plan, PlannedImage
 from .referrers import schema_tag
 from .registry.client import RegistryClient
-from .registry.errors import RegistryError
-from .steps import StepRun, target_of, unplanned_case, write_step
+from .registry.errors import Cancelled, RegistryError
+from .steps import StepRun, cancelled_case, target_of, unplanned_case, write_step
 
 
 def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
@@ -60,6 +59,7 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
     details = [f"target: {ref}", f"expected digest: {image.target_digest}"]
     problems: list[str] = []
     try:
+        cancel.check("this image's verification")
         found = client.head_manifest(repo, tag)
         details.append(f"target digest: {found or '-'}")
         if found is None:
@@ -73,6 +73,8 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
             manifests_seen.append(digest)
             try:
                 manifest = client.get_manifest(repo, digest)
+            except Cancelled:
+                raise
             except RegistryError as exc:
                 problems.append(f"manifest {digest} is missing or unreadable: {exc.message}")
                 continue
@@ -93,6 +95,8 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
         problems += _referrer_problems(client, repo, image)
         details += [f"manifests checked: {len(manifests_seen)}", f"blobs checked: {len(blobs_seen)}"
                     + (" (re-hashed)" if deep else " (HEAD)"), f"referrers checked: {len(image.referrers)}"]
+    except Cancelled as exc:
+        return reports.Case.failed(image.name, "verify", details, exc, time.monotonic() - started)
     except RegistryError as exc:
         problems.append(exc.message)
         hint = exc.hint
@@ -113,8 +117,7 @@ def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
             repo, tag = target_of(settings, plan, image)
             return verify_image(client, image, repo, tag, deep)
 
-        with ThreadPoolExecutor(settings.concurrency) as pool:
-            cases = list(pool.map(one, plan.images))
+        cases = cancel.run_all(one, plan.images, settings.concurrency, lambda image: cancelled_case("verify", image), "verify")
     record = {"images": [{"name": c.name, "ok": c.ok, "problem": c.message} for c in cases],
               "deep": deep, "plan": {"tag": plan.tag, "created": plan.created}}
     return write_step(settings, "verify", cases, started, record)

@@ -19,6 +19,7 @@ from arcmirror.testbed.images import build_release
 from arcmirror.testbed.registry import INSTALL_HINT, Registry
 from arcmirror.testbed.skopeo import Release, load_release
 from arcmirror.testbed.tokenserver import TokenServer
+from helpers import BIG_NAMES, BIG_TAG, walk
 
 if TYPE_CHECKING:
     from arcmirror.testbed.faultproxy import FaultProxy
@@ -34,6 +35,7 @@ DOCKER_NAMES = ("arc-monitor-fluentbit", "arc-logsdb-dashboards")
 #: ``arc-logsdb-dashboards``).
 MULTIARCH_NAMES = ("arc-sqlmi", "arc-logsdb-dashboards")
 MIRROR_USER = "mirror"
+BIG_LAYER = 3 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
@@ -179,6 +181,28 @@ def token_release(release_layout, token_registry: Registry) -> Release:
     layout, refs = release_layout
     return load_release(layout, refs, token_registry, RELEASE_REPO, RELEASE_TAG,
                         docker_format=DOCKER_NAMES)
+
+
+@pytest.fixture(scope="session")
+def big_layout(tmp_path_factory):
+    """Three images with 3 MB layers (uncompressed gzip: transfers that take a while behind a trickle)."""
+    layout = tmp_path_factory.mktemp("big") / "layout"
+    refs = build_release(layout, BIG_NAMES, BIG_TAG, unique_size=BIG_LAYER, base_size=512 * 1024,
+                         multiarch=["arc-sqlmi"], compresslevel=0)
+    return layout, refs
+
+
+@pytest.fixture(scope="session")
+def big(big_layout, tmp_path_factory, testbed_tools):
+    """The :func:`big_layout` release in an anonymous registry (the upstream of fault proxies);
+    ``release.blobs`` maps every blob of it to its size."""
+    layout, refs = big_layout
+    with Registry(tmp_path_factory.mktemp("big-source")) as source:
+        release = load_release(layout, refs, source, "arcdata", BIG_TAG)
+        release.blobs = {}
+        for name in BIG_NAMES:
+            release.blobs.update(walk(source, f"arcdata/{name}", BIG_TAG)[0])
+        yield release
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from arcmirror.testbed.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+#: The release of the ``big`` fixture: 3 MB layers, for runs that must take a while.
+BIG_TAG = "v1.41.0_2025-09-09"
+BIG_NAMES = ["arc-controller", "arc-sqlmi", "arc-bootstrapper"]
 
 
 @dataclass
@@ -70,6 +74,21 @@ def invoke(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
     done = subprocess.run(INVOKE + args, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
     return Run(done.returncode, done.stdout, done.stderr, cwd)
+
+
+def start_invoke(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """``invoke ARGS`` in the background (stdout and stderr together, as text), with only ``env``."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    full = {"PATH": os.environ["PATH"], "HOME": str(cwd), "LANG": "C.UTF-8", **env}
+    return subprocess.Popen(INVOKE + args, env=full, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
 
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")

@@ -15,34 +15,9 @@ from pathlib import Path
 import pytest
 
 from arcmirror.testbed.faultproxy import StorageServer
-from arcmirror.testbed.images import build_release
 from arcmirror.testbed.registry import Registry
 from arcmirror.testbed.skopeo import load_release
-from helpers import INVOKE, invoke, registry_env, walk
-
-TAG = "v1.41.0_2025-09-09"
-NAMES = ["arc-controller", "arc-sqlmi", "arc-bootstrapper"]
-BIG = 3 * 1024 * 1024  # the unique layer of each image
-
-
-@pytest.fixture(scope="module")
-def big_layout(tmp_path_factory):
-    layout = tmp_path_factory.mktemp("big") / "layout"
-    refs = build_release(layout, NAMES, TAG, unique_size=BIG, base_size=512 * 1024, multiarch=["arc-sqlmi"],
-                         compresslevel=0)
-    return layout, refs
-
-
-@pytest.fixture(scope="module")
-def big(big_layout, tmp_path_factory, testbed_tools):
-    """A release with 3 MB layers in an anonymous registry (the proxies' upstream)."""
-    layout, refs = big_layout
-    with Registry(tmp_path_factory.mktemp("big-source")) as source:
-        release = load_release(layout, refs, source, "arcdata", TAG)
-        release.blobs = {}
-        for name in NAMES:
-            release.blobs.update(walk(source, f"arcdata/{name}", TAG)[0])
-        yield release
+from helpers import BIG_NAMES as NAMES, BIG_TAG as TAG, invoke, registry_env, start_invoke, wait_for, walk
 
 
 def _largest(release) -> str:
@@ -146,26 +121,12 @@ def test_a_stalled_download_times_out_and_resumes_a_slow_one_is_left_alone(big, 
 
 # -- the target going away, tokens expiring, runs interrupted or concurrent ---------------------
 
-def _background(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    cwd.mkdir(parents=True, exist_ok=True)
-    full = {"PATH": os.environ["PATH"], "HOME": str(cwd), **env}
-    return subprocess.Popen(INVOKE + ["mirror"], env=full, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 def test_target_restarted_in_the_middle_of_a_run(big, fault_proxy, new_registry, tmp_path):
     proxy = fault_proxy(big.registry)
     proxy.trickle("GET", r"/blobs/", 2_000_000, times=None)  # a run of a few seconds
     target = new_registry(auth="basic")
-    process = _background(_env(proxy.host, target, MIRROR_CONCURRENCY="2"), tmp_path)
-    _wait_for(lambda: any(r.method == "GET" and "/blobs/" in r.path and r.bytes_out > 500_000 for r in proxy.requests))
+    process = start_invoke(["mirror"], _env(proxy.host, target, MIRROR_CONCURRENCY="2"), tmp_path)
+    wait_for(lambda: any(r.method == "GET" and "/blobs/" in r.path and r.bytes_out > 500_000 for r in proxy.requests))
     target.restart()
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
@@ -191,9 +152,9 @@ def test_killed_run_then_rerun_sends_only_what_is_missing(big, fault_proxy, new_
     proxy.trickle("GET", r"/blobs/", 2_000_000, times=None)
     target = new_registry()
     env = _env(proxy.host, target, MIRROR_CONCURRENCY="1")
-    process = _background(env, tmp_path / "first")
+    process = start_invoke(["mirror"], env, tmp_path / "first")
     repos = {d: [f"mirror/{n}" for n in NAMES] for d in big.blobs}
-    _wait_for(lambda: len(target.blob_digests() & set(big.blobs)) >= 2)
+    wait_for(lambda: len(target.blob_digests() & set(big.blobs)) >= 2)
     process.send_signal(signal.SIGKILL)
     process.wait()
     present = {d for d in big.blobs if any(target.has_blob(r, d) for r in repos[d])}
@@ -209,7 +170,7 @@ def test_killed_run_then_rerun_sends_only_what_is_missing(big, fault_proxy, new_
 def test_two_runs_into_the_same_target_at_once(big, new_registry, tmp_path):
     target = new_registry(auth="basic")
     env = _env(big.registry.host, target)
-    first, second = _background(env, tmp_path / "a"), _background(env, tmp_path / "b")
+    first, second = start_invoke(["mirror"], env, tmp_path / "a"), start_invoke(["mirror"], env, tmp_path / "b")
     out1, _ = first.communicate(timeout=120)
     out2, _ = second.communicate(timeout=120)
     assert first.returncode == 0, out1

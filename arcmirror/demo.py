@@ -18,9 +18,9 @@ from .imageset import DEFAULT_IMAGE_SET, load_image_set
 from .mirror import run_mirror
 from .progress import LineProgress
 from .reports import arc_deployment_hint
-from .testbed.images import build_release
-from .testbed.registry import Registry
-from .testbed.skopeo import load_release
+from testbed.images import build_release
+from testbed.registry import Registry
+from testbed.skopeo import load_release
 
 DEMO_TAG = "v1.41.0_2025-09-09"
 

@@ -21,7 +21,7 @@ Tools (``--only``):
 * ``skopeo-copy`` -- ``skopeo copy --all --preserve-digests``, image after image.
 * ``skopeo-sync`` -- one ``skopeo sync --all --preserve-digests --src yaml`` of the same list.
 * ``docker``      -- ``docker pull``/``tag``/``push``, image after image, through a private Docker
-                     engine (:mod:`arcmirror.testbed.dockerd`); skipped when ``dockerd`` is absent.
+                     engine (:mod:`testbed.dockerd`); skipped when ``dockerd`` is absent.
 
 Scenarios (``--scenarios``):
 
@@ -64,10 +64,10 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
-from arcmirror.testbed import dockerd
-from arcmirror.testbed.images import build_release, layout_refs
-from arcmirror.testbed.registry import Registry
-from arcmirror.testbed.skopeo import load_release
+from testbed import dockerd
+from testbed.images import build_release, layout_refs
+from testbed.registry import Registry
+from testbed.skopeo import load_release
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SET = ROOT / "config" / "arc-data-services.yaml"

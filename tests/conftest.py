@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import pytest
 import trustme
 
-from arcmirror.testbed.images import build_release
-from arcmirror.testbed.registry import INSTALL_HINT, Registry
-from arcmirror.testbed.skopeo import Release, load_release
-from arcmirror.testbed.tokenserver import TokenServer
+from testbed.images import build_release
+from testbed.registry import INSTALL_HINT, Registry
+from testbed.skopeo import Release, load_release
+from testbed.tokenserver import TokenServer
 from helpers import BIG_NAMES, BIG_TAG, walk
 
 if TYPE_CHECKING:
-    from arcmirror.testbed.faultproxy import FaultProxy
+    from testbed.faultproxy import FaultProxy
 
 RELEASE_TAG = "v1.41.0_2025-09-09"
 RELEASE_REPO = "arcdata"
@@ -211,9 +211,9 @@ def fault_proxy() -> Iterator[Callable[..., "FaultProxy"]]:
 
     ``upstream`` is a plain-HTTP :class:`Registry` (or its ``"127.0.0.1:PORT"``);
     point clients at ``proxy.host``/``proxy.url``. Every proxy is stopped at teardown.
-    See :mod:`arcmirror.testbed.faultproxy`.
+    See :mod:`testbed.faultproxy`.
     """
-    from arcmirror.testbed.faultproxy import FaultProxy
+    from testbed.faultproxy import FaultProxy
 
     proxies: list[FaultProxy] = []
 

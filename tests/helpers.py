@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from arcmirror.testbed.registry import Registry
+from testbed.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]

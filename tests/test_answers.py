@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from arcmirror.testbed.images import LayoutBuilder, stable_seed
-from arcmirror.testbed.registry import Registry
-from arcmirror.testbed.skopeo import load_release
+from testbed.images import LayoutBuilder, stable_seed
+from testbed.registry import Registry
+from testbed.skopeo import load_release
 from helpers import invoke, mirror_env, registry_env, walk
 
 TAG = "v1.41.0_2025-09-09"

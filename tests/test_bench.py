@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from arcmirror.testbed import dockerd
+from testbed import dockerd
 from benchmarks.bench import TOOLS, main, run_benchmark
 
 pytestmark = pytest.mark.bench

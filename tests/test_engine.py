@@ -1,6 +1,6 @@
 """The Docker engine route (issue 7): pull by digest, tag, push and verify through a real ``dockerd``.
 
-A private engine (``arcmirror.testbed.dockerd``, vfs storage, loopback registries insecure) is
+A private engine (``testbed.dockerd``, vfs storage, loopback registries insecure) is
 started once for the session; every test that needs it starts from an engine holding no image,
 with ``DOCKER_HOST`` pointing at it and ``DOCKER_CONFIG`` / ``HOME`` at fresh, empty directories.
 The tests are skipped, saying why, only when no engine can be started here.
@@ -35,8 +35,8 @@ from arcmirror.engine import (
 from arcmirror.plan import Plan, PlannedImage
 from arcmirror.secret import Secret
 from arcmirror.steps import run_discover
-from arcmirror.testbed import dockerd
-from arcmirror.testbed.skopeo import load_release
+from testbed import dockerd
+from testbed.skopeo import load_release
 from helpers import mirror_env
 
 #: OCI single-platform, OCI index (amd64 + arm64), Docker schema 2, Docker manifest list.

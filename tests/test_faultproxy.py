@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 import requests
 
-from arcmirror.testbed.faultproxy import FaultProxy, StorageServer
-from arcmirror.testbed.registry import MANIFEST_ACCEPT, Registry, free_port
+from testbed.faultproxy import FaultProxy, StorageServer
+from testbed.registry import MANIFEST_ACCEPT, Registry, free_port
 
 BLOB_REPO = "faultproxy/blobs"
 BLOB_SIZE = 1024 * 1024

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from arcmirror.testbed.faultproxy import StorageServer
-from arcmirror.testbed.registry import Registry
-from arcmirror.testbed.skopeo import load_release
+from testbed.faultproxy import StorageServer
+from testbed.registry import Registry
+from testbed.skopeo import load_release
 from helpers import BIG_NAMES as NAMES, BIG_TAG as TAG, invoke, registry_env, start_invoke, wait_for, walk
 
 

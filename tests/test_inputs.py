@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from arcmirror.testbed.registry import Registry
+from testbed.registry import Registry
 from helpers import invoke, mirror_env, walk
 
 NAMES = "arc-bootstrapper,arc-controller"

@@ -138,7 +138,7 @@ def test_missing_login_is_explained(release, new_registry, tmp_path):
 
 
 def test_unreachable_and_unknown_registries(release, tmp_path):
-    from arcmirror.testbed.registry import free_port
+    from testbed.registry import free_port
 
     env = mirror_env(release.registry, release.registry, release,
                      TARGET_DOCKER_REGISTRY=f"127.0.0.1:{free_port()}", MIRROR_IMAGES="arc-bootstrapper,arc-controller")
@@ -222,7 +222,7 @@ def test_no_secret_anywhere(token_release, new_registry, tmp_path):
 
 def test_corrupt_source_blob_is_refused(release_layout, new_registry, tmp_path):
     """A source serving bytes that do not match the digest: the image fails, the target never stores them."""
-    from arcmirror.testbed.skopeo import load_release
+    from testbed.skopeo import load_release
 
     layout, refs = release_layout
     source = new_registry()
@@ -309,7 +309,7 @@ def test_proxy_variables_are_honoured(release, new_registry, fault_proxy, tmp_pa
 
 
 def test_a_dead_source_still_gives_one_failed_case_per_image(tmp_path):
-    from arcmirror.testbed.registry import free_port
+    from testbed.registry import free_port
 
     env = {"SOURCE_DOCKER_REGISTRY": f"127.0.0.1:{free_port()}", "SOURCE_DOCKER_INSECURE": "true",
            "TARGET_DOCKER_REGISTRY": "registry.example", "MIRROR_IMAGES": "arc-bootstrapper,arc-controller",

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from arcmirror.testbed.images import build_release
-from arcmirror.testbed.signing import NOTATION, SBOM, attach
-from arcmirror.testbed.skopeo import load_release
+from testbed.images import build_release
+from testbed.signing import NOTATION, SBOM, attach
+from testbed.skopeo import load_release
 from helpers import invoke, registry_env
 
 TAG = "v1.41.0_2025-09-09"
@@ -19,7 +19,7 @@ NAMES = ["arc-controller", "arc-sqlmi", "arc-bootstrapper"]
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory, testbed_tools):
     """A source where arc-controller, arc-sqlmi's index and its arm64 child are signed; the SBOM is signed too."""
-    from arcmirror.testbed.registry import Registry
+    from testbed.registry import Registry
 
     work = tmp_path_factory.mktemp("signed")
     refs = build_release(work / "layout", NAMES, TAG, multiarch=["arc-sqlmi"])

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from arcmirror.testbed.skopeo import load
+from testbed.skopeo import load
 from helpers import invoke, registry_env
 
 TAG = "v1.41.0_2025-09-09"

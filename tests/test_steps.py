@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from arcmirror.testbed.images import build_release
-from arcmirror.testbed.skopeo import load, load_release
+from testbed.images import build_release
+from testbed.skopeo import load, load_release
 from helpers import invoke, mirror_env, registry_env, walk
 
 TAG = "v1.41.0_2025-09-09"

@@ -8,12 +8,12 @@ import time
 import pytest
 import requests
 
-from arcmirror.testbed import skopeo
-from arcmirror.testbed.images import (
+from testbed import skopeo
+from testbed.images import (
     OCI_INDEX, LayoutBuilder, build_release, image_blobs, layout_refs,
 )
-from arcmirror.testbed.registry import Registry
-from arcmirror.testbed.tokenserver import TokenServer, decode_jwt_part
+from testbed.registry import Registry
+from testbed.tokenserver import TokenServer, decode_jwt_part
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

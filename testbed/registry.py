@@ -83,7 +83,7 @@ class Registry:
     * ``htpasswd``: users -> passwords for Basic auth.
     * ``tls`` (a ``trustme.LeafCert``) serves HTTPS; give its issuing ``ca`` so the
       helpers (and :attr:`cert_dir` / :attr:`ca_bundle`) can verify it.
-    * ``token``: a started :class:`~arcmirror.testbed.tokenserver.TokenServer`
+    * ``token``: a started :class:`~testbed.tokenserver.TokenServer`
       to use for bearer-token auth.
 
     :attr:`username` / :attr:`password` are the credentials a client should use:

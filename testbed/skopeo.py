@@ -1,6 +1,6 @@
 """Load test images into registries with ``skopeo`` (1.9.x).
 
-Images come from an OCI layout built by :mod:`arcmirror.testbed.images`
+Images come from an OCI layout built by :mod:`testbed.images`
 (``oci:LAYOUT:REFNAME``). Credentials go through a temporary 0600 auth file,
 never the command line.
 """

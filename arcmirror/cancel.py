@@ -23,7 +23,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterable, TypeVar
 
-from .registry.errors import Cancelled
+from .oci.errors import Cancelled
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -104,10 +104,15 @@ def _handler(signum: int, frame: object) -> None:
     request(signum)
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM in this process (call from the main thread, before a run)."""
+def reset() -> None:
+    """Forget a cancellation (a new run in the same process)."""
     _event.clear()
     _state.update(signum=None, at=None)
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM in this process (call from the main thread, before a run)."""
+    reset()
     for signum in _SIGNALS:
         signal.signal(signum, _handler)
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 import trustme
+from helpers import BIG_NAMES, BIG_TAG, walk
 
 from testbed.images import build_release
 from testbed.registry import INSTALL_HINT, Registry
 from testbed.skopeo import Release, load_release
 from testbed.tokenserver import TokenServer
-from helpers import BIG_NAMES, BIG_TAG, walk
 
 if TYPE_CHECKING:
     from testbed.faultproxy import FaultProxy

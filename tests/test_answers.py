@@ -8,11 +8,11 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
+from helpers import invoke, mirror_env, registry_env, walk
 
 from testbed.images import LayoutBuilder, stable_seed
 from testbed.registry import Registry
 from testbed.skopeo import load_release
-from helpers import invoke, mirror_env, registry_env, walk
 
 TAG = "v1.41.0_2025-09-09"
 

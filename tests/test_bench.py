@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import dockerd
 from benchmarks.bench import TOOLS, main, run_benchmark
+from testbed import dockerd
 
 pytestmark = pytest.mark.bench
 

@@ -15,8 +15,9 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from helpers import BIG_NAMES as NAMES, BIG_TAG as TAG, ROOT, invoke, registry_env, start_invoke, wait_for
+from helpers import BIG_NAMES as NAMES
+from helpers import BIG_TAG as TAG
+from helpers import ROOT, invoke, registry_env, start_invoke, wait_for
 
 #: How long a cancelled run may take to stop (it measures well under one second here).
 STOP_WITHIN = 5.0

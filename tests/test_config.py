@@ -5,11 +5,13 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from arcmirror.config import ConfigError, Platform, load_settings
-from arcmirror.reference import registry_problem, repository_problem, tag_problem
+from arcmirror.oci.platform import Platform
+from arcmirror.oci.reference import registry_problem, repository_problem, tag_problem
 from arcmirror.secret import Secret
+from arcmirror.settings.load import ConfigError, load_settings
 
 BASE = {"SOURCE_DOCKER_TAG": "v1.41.0_2025-09-09", "TARGET_DOCKER_REGISTRY": "registry.example:5000"}
 
@@ -152,18 +154,28 @@ def test_secret_equality_and_truth():
     assert not Secret("") and Secret("x")
 
 
-def test_every_variable_is_documented():
+def test_every_variable_is_documented_with_the_table_s_default():
+    """README.md and .env.example list every variable of the settings table, with its default."""
+    import re
     from pathlib import Path
 
-    from arcmirror.config import VARIABLES
+    from arcmirror.settings.variables import VARIABLES
 
     root = Path(__file__).resolve().parent.parent
     example = (root / ".env.example").read_text()
     readme = (root / "README.md").read_text()
-    for name in VARIABLES:
-        if name != "MIRROR_ENV_FILE":
-            assert f"\n{name}=" in example, f"{name} missing from .env.example"
-        assert name in readme, f"{name} missing from README.md"
+    for variable in VARIABLES:
+        name = variable.name
+        rows = [line for line in readme.splitlines() if line.startswith("|") and f"`{name}`" in line]
+        assert rows, f"{name} missing from README.md's table of settings"
+        if variable.default:
+            assert f"`{variable.default}`" in rows[0], f"README.md does not give {name}'s default {variable.default}"
+        if name == "MIRROR_ENV_FILE":
+            continue
+        line = re.search(rf"^{name}=(.*)$", example, re.MULTILINE)
+        assert line, f"{name} missing from .env.example"
+        if variable.default and not name.startswith("TARGET_DOCKER_REGISTRY"):
+            assert line[1] == variable.default, f".env.example gives {name}={line[1]}, the default is {variable.default}"
 
 
 def test_env_example_loads_as_is(tmp_path):

@@ -16,28 +16,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import mirror_env
 
-from arcmirror.clients import open_client
-from arcmirror.config import Settings, load_settings
-from arcmirror.engine import (
-    EngineError,
-    display_host,
-    engine_hint,
-    read_stream,
+from arcmirror.dockerengine.hints import display_host, engine_hint, scrub
+from arcmirror.dockerengine.stream import EngineError, read_stream
+from arcmirror.runs.discover import run_discover
+from arcmirror.runs.engine import (
     run_engine_mirror,
     run_engine_pull,
     run_engine_push,
     run_engine_tag,
-    run_engine_verify,
-    scrub,
-    verify_engine_image,
 )
-from arcmirror.plan import Plan, PlannedImage
+from arcmirror.runs.engine_verify import run_engine_verify, verify_engine_image
+from arcmirror.runs.plan import Plan, PlannedImage
+from arcmirror.runs.wiring import open_client
 from arcmirror.secret import Secret
-from arcmirror.steps import run_discover
+from arcmirror.settings.load import Settings, load_settings
 from testbed import dockerd
 from testbed.skopeo import load_release
-from helpers import mirror_env
 
 #: OCI single-platform, OCI index (amd64 + arm64), Docker schema 2, Docker manifest list.
 IMAGES = ("arc-bootstrapper", "arc-sqlmi", "arc-monitor-fluentbit", "arc-logsdb-dashboards")
@@ -168,7 +164,7 @@ def test_read_stream_fails_on_an_error_inside_the_stream():
 
 
 def test_a_long_transfer_says_how_far_it_is():
-    from arcmirror.engine import _heartbeat
+    from arcmirror.runs.engine import _heartbeat
 
     said: list[str] = []
     on_message = _heartbeat(said.append, "arc-sqlmi", "pulling", every=0.0)

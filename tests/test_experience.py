@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import xmlschema
-
 from helpers import INVOKE, ROOT, invoke, mirror_env
 
 TASKS = ["discover", "mirror", "pull", "tag", "push", "verify", "gate", "export", "import", "demo", "bench", "test"]

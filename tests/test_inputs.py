@@ -8,9 +8,9 @@ lists, folders with a stray space, and names longer than the distribution spec a
 from __future__ import annotations
 
 import pytest
+from helpers import invoke, mirror_env, walk
 
 from testbed.registry import Registry
-from helpers import invoke, mirror_env, walk
 
 NAMES = "arc-bootstrapper,arc-controller"
 

@@ -6,7 +6,6 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from helpers import invoke, mirror_env, release_blobs, walk
 
 TARGET_REPO = "mirror/arcdata"

@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-
 from helpers import ROOT, mirror_env
 
 PIPELINES = ROOT / "pipelines"

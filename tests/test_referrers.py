@@ -6,11 +6,11 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from helpers import invoke, registry_env
 
 from testbed.images import build_release
 from testbed.signing import NOTATION, SBOM, attach
 from testbed.skopeo import load_release
-from helpers import invoke, registry_env
 
 TAG = "v1.41.0_2025-09-09"
 NAMES = ["arc-controller", "arc-sqlmi", "arc-bootstrapper"]

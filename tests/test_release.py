@@ -5,9 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from helpers import invoke, registry_env
 
 from testbed.skopeo import load
-from helpers import invoke, registry_env
 
 TAG = "v1.41.0_2025-09-09"
 TYPO = "v1.41.0_2025-09-9"

@@ -9,10 +9,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import invoke, mirror_env, registry_env, walk
 
 from testbed.images import build_release
 from testbed.skopeo import load, load_release
-from helpers import invoke, mirror_env, registry_env, walk
 
 TAG = "v1.41.0_2025-09-09"
 TARGET_REPO = "mirror/arcdata"

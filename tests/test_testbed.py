@@ -10,7 +10,11 @@ import requests
 
 from testbed import skopeo
 from testbed.images import (
-    OCI_INDEX, LayoutBuilder, build_release, image_blobs, layout_refs,
+    OCI_INDEX,
+    LayoutBuilder,
+    build_release,
+    image_blobs,
+    layout_refs,
 )
 from testbed.registry import Registry
 from testbed.tokenserver import TokenServer, decode_jwt_part

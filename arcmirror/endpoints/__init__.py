@@ -1,0 +1,1 @@
+"""What the copy algorithm reads from and writes to, behind one small contract (``base``)."""

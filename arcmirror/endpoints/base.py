@@ -1,27 +1,39 @@
-"""The small interface every endpoint (registry, OCI layout, archive, engine) offers the copy engine."""
+"""The contract between the copy algorithm and the places images live (registry, layout, archive, memory).
+
+Every source offers :class:`Source`, every target :class:`Target`. What only some can do is a small
+protocol of its own, checked with ``isinstance`` (as regclient's ``scheme`` does):
+:class:`ReferrersAPI` (a source that may list referrers through the OCI referrers API),
+:class:`IndexesSubjects` (a target that lists referrers itself, so no tag-schema index is written)
+and :class:`CrossRepositoryMount` (a target that links a blob it holds in another repository).
+"""
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, runtime_checkable
 
-from ..registry.client import Manifest
+from ..oci.manifest import Manifest
 
 
+@runtime_checkable
 class Source(Protocol):
-    """Where images are read from."""
+    """Where images are read from. ``label`` names it in messages ("source registry HOST")."""
 
     label: str
 
     def resolve(self, repository: str, reference: str) -> str | None:
-        """The manifest digest ``reference`` points at, or None when it does not exist."""
+        """The manifest digest ``reference`` (a tag or a digest) points at, or None when it does not exist."""
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest, byte for byte, checked against its digest."""
 
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
-        """The blob's bytes in chunks (not yet verified: the copy engine verifies as it forwards)."""
+        """The blob's bytes in chunks (not yet verified: the copy algorithm verifies as it forwards)."""
+
+    def list_tags(self, repository: str) -> list[str]:
+        """The repository's tags; none when it does not exist."""
 
 
+@runtime_checkable
 class Target(Protocol):
     """Where images are written to."""
 
@@ -34,10 +46,33 @@ class Target(Protocol):
 
     def has_blob(self, repository: str, digest: str) -> bool: ...
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
-        """Link a blob the target already holds in another repository; False when it cannot."""
-
     def put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes]) -> None:
         """Store a blob streamed from ``body``; an exception from ``body`` aborts it, leaving nothing."""
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None: ...
+
+
+@runtime_checkable
+class ReferrersAPI(Protocol):
+    """A source that may answer the OCI referrers API (``has_referrers_api``: None until it was asked)."""
+
+    has_referrers_api: bool | None
+
+    def referrers(self, repository: str, digest: str) -> list[dict] | None:
+        """The referrers API's descriptors for ``digest``, or None when the registry has no such API."""
+
+
+@runtime_checkable
+class IndexesSubjects(Protocol):
+    """A target that keeps the referrers API itself: a manifest with a ``subject`` is listed on its own."""
+
+    @property
+    def keeps_referrers(self) -> bool: ...
+
+
+@runtime_checkable
+class CrossRepositoryMount(Protocol):
+    """A target that can link a blob it already holds in another of its repositories."""
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """True when mounted; False when the target cannot (it then expects an upload)."""

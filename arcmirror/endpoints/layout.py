@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..reference import is_digest
-from ..registry.client import CHUNK, MANIFEST_MEDIA_TYPES, Manifest, sha256_digest
-from ..registry.errors import DigestMismatchError, NotFoundError, ProtocolError
+from .. import cancel
+from ..oci.digest import CHUNK, is_digest, sha256_digest
+from ..oci.errors import DigestMismatchError, NotFoundError, ProtocolError
+from ..oci.manifest import Manifest
+from ..oci.mediatypes import OCI_INDEX
 
 REF_NAME = "org.opencontainers.image.ref.name"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 class LayoutStore:
@@ -65,6 +66,7 @@ class LayoutStore:
             raise NotFoundError(f"blob {digest} is not in the store {self.path}", "run 'invoke pull' first") from None
         with handle:
             while chunk := handle.read(CHUNK):
+                cancel.check()
                 yield chunk
 
     def write_blob(self, digest: str, body: Iterable[bytes]) -> None:
@@ -139,19 +141,11 @@ class LayoutStore:
                                  if (e.get("annotations") or {}).get(REF_NAME) != ref_name] + [entry]
             self._write_index(data)
 
-    def manifest(self, digest: str, media_type: str | None = None) -> Manifest:
-        data = self.read_blob(digest)
-        if sha256_digest(data) != digest:
-            raise DigestMismatchError(f"blob {digest} in the store {self.path} is corrupt",
-                                      f"delete {self.blob_path(digest)} and pull again")
+    def manifest(self, digest: str) -> Manifest:
         try:
-            body = json.loads(data)
-        except ValueError:
-            raise ProtocolError(f"manifest {digest} in the store is not JSON") from None
-        kind = body.get("mediaType") or media_type
-        if kind not in MANIFEST_MEDIA_TYPES:
-            kind = OCI_INDEX if "manifests" in body else "application/vnd.oci.image.manifest.v1+json"
-        return Manifest(data, kind, digest)
+            return Manifest.parse(self.read_blob(digest), digest, f"manifest {digest} in the store {self.path}")
+        except DigestMismatchError as exc:
+            raise DigestMismatchError(exc.message, f"delete {self.blob_path(digest)} and pull again") from None
 
 
 class LayoutEndpoint:
@@ -187,17 +181,8 @@ class LayoutEndpoint:
         prefix = f"{self.namespace}/{repository}:"
         return [name[len(prefix):] for name in self.store.refs() if name.startswith(prefix)]
 
-    def referrers(self, repository: str, digest: str) -> list[dict] | None:
-        return None  # a layout keeps referrers by the tag schema
-
-    keeps_referrers = False
-    has_referrers_api = False
-
     def has_blob(self, repository: str, digest: str) -> bool:
-        return self.store.has_blob(digest)
-
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
-        return self.store.has_blob(digest)
+        return self.store.has_blob(digest)  # content-addressed: a blob held is held for every repository
 
     def put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes]) -> None:
         self.store.write_blob(digest, body)

@@ -1,4 +1,4 @@
-"""A registry as a copy endpoint (source and target), over :class:`RegistryClient`."""
+"""A registry as a copy endpoint (source and target, with every optional capability), over :class:`RegistryClient`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Iterable, Iterator
 import requests
 import urllib3
 
-from ..registry.client import CHUNK, Manifest, RegistryClient, _short
-from ..registry.errors import ProtocolError, RegistryError, TransientError
+from ..oci.digest import CHUNK
+from ..oci.manifest import Manifest
+from ..registry.client import RegistryClient, short_reason
+from ..registry.errors import TransientError
 
 #: How many times one blob download may be resumed with a Range request after a dropped connection.
 RESUMES = 5
@@ -50,7 +52,7 @@ class RegistryEndpoint:
                         offset += len(chunk)
                         yield chunk
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    failure = _short(exc)
+                    failure = short_reason(exc)
                 if offset >= size:
                     return  # complete (or longer than declared: the verifying body refuses that)
                 failure = failure or f"the connection closed after {offset} of {size} bytes"
@@ -59,7 +61,7 @@ class RegistryEndpoint:
         raise SourceReadError(f"reading blob {digest} from the {self.label} failed {RESUMES + 1} times; last: {failure}")
 
     def list_tags(self, repository: str) -> list[str]:
-        return self.client.tags_or_none(repository)
+        return self.client.list_tags(repository, missing_ok=True)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
         if self.has_referrers_api is False:
@@ -95,5 +97,3 @@ class RegistryEndpoint:
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         self.client.put_manifest(repository, reference, manifest)
 
-
-__all__ = ["RegistryEndpoint", "SourceReadError", "ProtocolError", "RegistryError"]

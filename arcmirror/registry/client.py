@@ -3,101 +3,53 @@
 One :class:`RegistryClient` talks to one registry. It finds the scheme and the auth method with a
 ``/v2/`` ping, authenticates each request for the repositories it touches (anonymous, Basic, or
 Bearer tokens scoped per repository, reused until expiry and refreshed on 401), retries transient
-failures with exponential backoff and jitter (honouring ``Retry-After``), and turns every failure
-into a :class:`~.errors.RegistryError` whose text names the registry and what to do.
-
-Why hand-written retries rather than urllib3's ``Retry``: an attempt may need a fresh token, blob
-uploads stream bodies that cannot be replayed at that layer, and the final error must say what was
-tried. The loop is small and bounded.
+failures (:mod:`.retry`), and turns every failure into a :class:`~arcmirror.oci.errors.HintedError`
+whose text names the registry and what to do.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import re
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 import requests
 import urllib3
 
 from .. import __version__, cancel
+from ..oci.digest import sha256_digest
+from ..oci.errors import DigestMismatchError, HintedError, NotFoundError, ProtocolError
+from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from ..oci.mediatypes import MANIFEST_MEDIA_TYPES, OCI_INDEX
+from ..oci.reference import DOCKER_HUB_ALIASES, split_host_port
 from ..secret import Secret
-from ..reference import DOCKER_HUB_ALIASES, split_host_port
-from .auth import Challenge, Credentials, Token, TokenCache, parse_challenge, repository_scope
+from .auth import (
+    Challenge,
+    Credentials,
+    Token,
+    TokenCache,
+    parse_challenge,
+    repository_scope,
+)
 from .errors import (
     CODE_HINTS,
     PERMANENT_CODES,
     AuthError,
     ConnectError,
-    DigestMismatchError,
-    NotFoundError,
-    ProtocolError,
     RefusedError,
     RegistryError,
     TLSError,
     TransientError,
+    describe_errors,
+    error_entries,
 )
+from .retry import RetryPolicy, requested_delay
 from .transport import CancellableAdapter
 
-MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit; larger is refused
-CHUNK = 1024 * 1024
 USER_AGENT = f"arcmirror/{__version__}"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    max_retry_after: float = 120.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    data: bytes
-    media_type: str
-    digest: str
-
-    def json(self) -> dict:
-        return json.loads(self.data)
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 class RegistryClient:
@@ -116,8 +68,8 @@ class RegistryClient:
         ca_bundle: str | None = None,
         label: str | None = None,
         prefix: str = "DOCKER",
-        retry: RetryPolicy = RetryPolicy(),
-        timeout: tuple[float, float] = (10.0, 60.0),
+        retry: RetryPolicy,
+        timeout: tuple[float, float],
         pool_size: int = 16,
         sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
@@ -142,7 +94,7 @@ class RegistryClient:
         self._ready = threading.Lock()
         self._base_url: str | None = None
         self._challenge: Challenge | None = None
-        self._ping_error: RegistryError | None = None
+        self._ping_error: HintedError | None = None
         #: the registry answered a manifest with ``subject`` with OCI-Subject: it keeps the referrers API itself
         self.subject_indexed = False
 
@@ -165,7 +117,7 @@ class RegistryClient:
 
     def _tls_error(self, exc: Exception) -> TLSError:
         return TLSError(
-            f"TLS handshake with the {self.label} failed: {_short(exc)}",
+            f"TLS handshake with the {self.label} failed: {short_reason(exc)}",
             f"if it uses a private CA, set {self.prefix}_CA_BUNDLE to that CA's PEM file; "
             f"if it speaks plain HTTP or you accept an unverified certificate, set {self.prefix}_INSECURE=true",
         )
@@ -185,9 +137,9 @@ class RegistryClient:
         if isinstance(exc, requests.exceptions.SSLError):
             return self._tls_error(exc)
         if isinstance(exc, requests.exceptions.Timeout):
-            return TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {_short(exc)}")
+            return TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {short_reason(exc)}")
         if isinstance(exc, requests.exceptions.ConnectionError):
-            text = _short(exc)
+            text = short_reason(exc)
             if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
                 return RegistryError(
                     f"the {self.label} cannot be found: its host name does not resolve",
@@ -197,7 +149,7 @@ class RegistryClient:
                 f"cannot connect to the {self.label}: {text}",
                 f"check {self.prefix}_REGISTRY and that the registry is up and reachable (proxy settings: HTTPS_PROXY/NO_PROXY)",
             )
-        return TransientError(f"{method} {_path(url)} on the {self.label} failed: {_short(exc)}")
+        return TransientError(f"{method} {_path(url)} on the {self.label} failed: {short_reason(exc)}")
 
     def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response]) -> requests.Response:
         """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent."""
@@ -213,7 +165,7 @@ class RegistryClient:
                     errors = error_entries(response)
                     if PERMANENT_CODES.intersection(code for code, _, _ in errors):
                         return response  # the registry says a retry would get the same answer
-                    retry_after = _retry_after(response)
+                    retry_after = requested_delay(response)
                     last = TransientError(
                         f"the {self.label} answered {response.status_code} {response.reason} to {what}"
                         f"{describe_errors(errors)}",
@@ -250,7 +202,7 @@ class RegistryClient:
                         f"the {self.label} answered {response.status_code} to GET /v2/: it does not look like a container registry",
                         f"check {self.prefix}_REGISTRY",
                     )
-            except RegistryError as exc:
+            except HintedError as exc:
                 self._base_url = None
                 self._ping_error = exc
                 raise
@@ -375,7 +327,7 @@ class RegistryClient:
         retry: bool = True,
         **kwargs,
     ) -> requests.Response:
-        """Send ``method path`` with auth for ``scopes``; raise a RegistryError unless the status is in ``ok``.
+        """Send ``method path`` with auth for ``scopes``; raise a HintedError unless the status is in ``ok``.
 
         ``what`` describes the operation for messages ("manifest arcdata/x:tag").
         """
@@ -412,7 +364,7 @@ class RegistryClient:
             return self._refused(401)
         return AuthError(f"the {self.label} requires a login for {what}", f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD", status=401)
 
-    def _status_error(self, response: requests.Response, method: str, what: str) -> RegistryError:
+    def _status_error(self, response: requests.Response, method: str, what: str) -> HintedError:
         status = response.status_code
         errors = error_entries(response)
         detail = describe_errors(errors)
@@ -437,7 +389,7 @@ class RegistryClient:
                                 hint.format(prefix=self.prefix), status=status, codes=codes)
         if status == 429 or status >= 500:
             return TransientError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}",
-                                  status=status, retry_after=_retry_after(response))
+                                  status=status, retry_after=requested_delay(response))
         return ProtocolError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}", status=status)
 
     # -- manifests ---------------------------------------------------------------------------
@@ -466,34 +418,20 @@ class RegistryClient:
         )
         with response:
             data = _read_capped(response, MAX_MANIFEST_BYTES, f"{what} on the {self.label}")
-        media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
-        digest = sha256_digest(data)
-        if reference.startswith("sha256:") and digest != reference:
-            raise DigestMismatchError(f"{what} on the {self.label} has content whose digest is {digest}")
-        try:
-            body = json.loads(data)
-        except ValueError:
-            raise ProtocolError(f"{what} on the {self.label} is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ProtocolError(f"{what} on the {self.label} is not a JSON object")
-        media_type = body.get("mediaType") or media_type
-        if media_type not in MANIFEST_MEDIA_TYPES:
-            raise ProtocolError(
-                f"{what} on the {self.label} has media type {media_type!r}, which arcmirror does not copy",
-                "supported: Docker schema 2 manifest and list, OCI manifest and index",
-            )
-        return Manifest(data, media_type, digest)
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+        digest = reference if reference.startswith("sha256:") else sha256_digest(data)
+        return Manifest.parse(data, digest, f"{what} on the {self.label}", content_type)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
         """The OCI referrers API's list for ``digest``, or None when the registry has no such API."""
         response = self.request(
             "GET", f"/v2/{repository}/referrers/{digest}", scopes=[repository_scope(repository, "pull")],
             what=f"referrers of {repository}@{digest}", ok=(200, 404, 400, 405),
-            headers={"Accept": "application/vnd.oci.image.index.v1+json"}, stream=True,
+            headers={"Accept": OCI_INDEX}, stream=True,
         )
         with response:
             content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
-            if response.status_code != 200 or content_type != "application/vnd.oci.image.index.v1+json":
+            if response.status_code != 200 or content_type != OCI_INDEX:
                 return None
             try:
                 body = json.loads(_read_capped(response, MAX_MANIFEST_BYTES, f"referrers of {repository}@{digest}"))
@@ -582,7 +520,7 @@ class RegistryClient:
         try:
             self.request("DELETE", location, scopes=[repository_scope(repository, "pull", "push")],
                          what="an upload cancel", ok=(200, 202, 204, 404), retry=False).close()
-        except RegistryError:
+        except HintedError:
             pass  # the registry expires abandoned uploads itself
 
     # -- listings ----------------------------------------------------------------------------
@@ -602,16 +540,15 @@ class RegistryClient:
             yield from items
             url = _next_link(response, self.base_url, self.label)
 
-    def list_tags(self, repository: str) -> list[str]:
-        return list(self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
-                                   f"tags of {repository}"))
-
-    def tags_or_none(self, repository: str) -> list[str]:
-        """The tags of a repository; an empty list when the repository does not exist."""
+    def list_tags(self, repository: str, *, missing_ok: bool = False) -> list[str]:
+        """The tags of a repository; with ``missing_ok``, none for a repository that does not exist."""
         try:
-            return self.list_tags(repository)
+            return list(self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
+                                       f"tags of {repository}"))
         except NotFoundError:
-            return []
+            if missing_ok:
+                return []
+            raise
 
     def catalog(self) -> list[str]:
         return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
@@ -652,54 +589,15 @@ def _read_capped(response: requests.Response, cap: int, what: str) -> bytes:
             if len(buf) > cap:
                 raise ProtocolError(f"{what} is more than the {cap}-byte limit for a manifest")
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise TransientError(f"reading {what} failed: {_short(exc)}") from None
+        raise TransientError(f"reading {what} failed: {short_reason(exc)}") from None
     return bytes(buf)
-
-
-ERROR_BODY_LIMIT = 64 * 1024
-
-
-def error_entries(response: requests.Response) -> list[tuple[str, str, str]]:
-    """The ``errors`` of the distribution API's error body: (code, message, detail), read once.
-
-    An odd, missing or oversized body gives none; ``detail`` (any JSON) is flattened to short text.
-    """
-    cached = getattr(response, "_arcmirror_errors", None)
-    if cached is not None:
-        return cached
-    entries: list[tuple[str, str, str]] = []
-    try:
-        buf = b""
-        for chunk in response.iter_content(16 * 1024):
-            buf += chunk
-            if len(buf) > ERROR_BODY_LIMIT:
-                raise ValueError("too long for an error body")
-        body = json.loads(buf) if buf.lstrip()[:1] == b"{" else {}
-        for error in (body.get("errors") or [])[:10]:
-            if isinstance(error, dict):
-                detail = error.get("detail")
-                detail = detail if isinstance(detail, str) else json.dumps(detail) if detail not in (None, {}, []) else ""
-                entries.append((str(error.get("code") or "")[:60], str(error.get("message") or "")[:200],
-                                detail[:200]))
-    except Exception:  # noqa: BLE001 - an odd body just means no detail
-        entries = []
-    response._arcmirror_errors = entries  # type: ignore[attr-defined]
-    return entries
-
-
-def describe_errors(entries: Sequence[tuple[str, str, str]]) -> str:
-    """``": CODE message (detail); ..."`` for a message; a bare UNKNOWN is left out when more is said."""
-    shown = [e for e in entries if e[0] != "UNKNOWN" or e[2]] if any(e[0] != "UNKNOWN" for e in entries) else entries
-    parts = [" ".join(p for p in (code, message) if p) + (f" ({detail})" if detail else "")
-             for code, message, detail in dict.fromkeys(shown)]
-    return (": " + "; ".join(parts)) if parts else ""
 
 
 def _path(url: str) -> str:
     return urllib.parse.urlsplit(url).path
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     """A one-line reason from a requests/urllib3 exception chain, without the noise."""
     text = str(exc)
     for marker in ("Caused by ", "Failed to establish a new connection: ", "(Caused by"):

@@ -1,31 +1,26 @@
-"""Registry errors: each says what went wrong and what to do about it."""
+"""Registry failures: each says what went wrong, naming the registry, and what to do about it.
+
+The kinds every part of arcmirror raises (not found, protocol, digest mismatch, cancelled) are the
+leaf types' (``arcmirror.oci.errors``); here are the ones only a registry conversation has, and the
+reading of the distribution API's error body (``errors[].code/message/detail``).
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Sequence
 
-class RegistryError(Exception):
-    """A registry operation failed.
+import requests
 
-    ``message`` says what happened, ``hint`` what to do next; ``transient`` marks errors
-    worth retrying (connection trouble, 5xx, 429).
-    """
+from ..oci.errors import HintedError
 
-    transient = False
 
-    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None) -> None:
-        self.message = message
-        self.hint = hint
-        self.status = status
-        super().__init__(self.__str__())
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+class RegistryError(HintedError):
+    """A registry could not be used as asked (its host does not resolve, ...)."""
 
 
 class TransientError(RegistryError):
     """Worth retrying: a dropped connection, a timeout, 5xx, 429 (``retry_after``: the server's wish, seconds)."""
-
-    transient = True
 
     def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
                  retry_after: float | None = None) -> None:
@@ -33,28 +28,16 @@ class TransientError(RegistryError):
         self.retry_after = retry_after
 
 
-class AuthError(RegistryError):
-    """Credentials were refused or are needed."""
-
-
-class NotFoundError(RegistryError):
-    """The manifest, blob or repository does not exist."""
-
-
-class TLSError(RegistryError):
-    """The TLS handshake failed (unknown CA, wrong host name, plain HTTP server)."""
-
-
 class ConnectError(TransientError):
     """The registry could not be reached."""
 
 
-class DigestMismatchError(RegistryError):
-    """Content does not match its digest: a corrupt or malicious source."""
+class AuthError(RegistryError):
+    """Credentials were refused or are needed."""
 
 
-class ProtocolError(RegistryError):
-    """The registry answered something that breaks the distribution API."""
+class TLSError(RegistryError):
+    """The TLS handshake failed (unknown CA, wrong host name, plain HTTP server)."""
 
 
 class RefusedError(RegistryError):
@@ -67,10 +50,6 @@ class RefusedError(RegistryError):
                  codes: tuple[str, ...] = ()) -> None:
         super().__init__(message, hint, status=status)
         self.codes = codes
-
-
-class Cancelled(RegistryError):
-    """The run was cancelled (SIGINT or SIGTERM) before this work was done."""
 
 
 #: Error codes of the distribution API whose answer will not change on a retry, whatever the HTTP status
@@ -100,3 +79,42 @@ CODE_HINTS = {
     "SIZE_INVALID": "the registry received another size than was sent: run again; if it persists, "
                     "something between here and the registry changes the data",
 }
+
+
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def error_entries(response: requests.Response) -> list[tuple[str, str, str]]:
+    """The ``errors`` of the distribution API's error body: (code, message, detail), read once.
+
+    An odd, missing or oversized body gives none; ``detail`` (any JSON) is flattened to short text.
+    """
+    cached = getattr(response, "_arcmirror_errors", None)
+    if cached is not None:
+        return cached
+    entries: list[tuple[str, str, str]] = []
+    try:
+        buf = b""
+        for chunk in response.iter_content(16 * 1024):
+            buf += chunk
+            if len(buf) > ERROR_BODY_LIMIT:
+                raise ValueError("too long for an error body")
+        body = json.loads(buf) if buf.lstrip()[:1] == b"{" else {}
+        for error in (body.get("errors") or [])[:10]:
+            if isinstance(error, dict):
+                detail = error.get("detail")
+                detail = detail if isinstance(detail, str) else json.dumps(detail) if detail not in (None, {}, []) else ""
+                entries.append((str(error.get("code") or "")[:60], str(error.get("message") or "")[:200],
+                                detail[:200]))
+    except Exception:  # noqa: BLE001 - an odd body just means no detail
+        entries = []
+    response._arcmirror_errors = entries  # type: ignore[attr-defined]
+    return entries
+
+
+def describe_errors(entries: Sequence[tuple[str, str, str]]) -> str:
+    """``": CODE message (detail); ..."`` for a message; a bare UNKNOWN is left out when more is said."""
+    shown = [e for e in entries if e[0] != "UNKNOWN" or e[2]] if any(e[0] != "UNKNOWN" for e in entries) else entries
+    parts = [" ".join(p for p in (code, message) if p) + (f" ({detail})" if detail else "")
+             for code, message, detail in dict.fromkeys(shown)]
+    return (": " + "; ".join(parts)) if parts else ""

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import TextIO
 
-from .copy import ImageJob, ImageResult, Progress
-from .reports import human_bytes
+from ..copy.copier import ImageJob, ImageResult, Progress
+from .report import human_bytes
 
 
 class LineProgress(Progress):
@@ -63,8 +63,15 @@ class RichProgress(Progress):
 
     def __init__(self, total: int, total_bytes: int | None = None, stream: TextIO | None = None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress as Bars, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as Bars
 
         self.total = total
         self._bars = Bars(

@@ -67,7 +67,9 @@ def decode(data: bytes) -> tuple[str, str]:
 
 def read(path: Path, environ: Mapping[str, str]) -> EnvFile:
     """Read ``path``; problems and warnings name the file, the line and the variable."""
-    from dotenv.parser import parse_stream  # here: a pipeline seldom has a .env file to read
+    from dotenv.parser import (
+        parse_stream,  # here: a pipeline seldom has a .env file to read
+    )
 
     result = EnvFile()
     try:

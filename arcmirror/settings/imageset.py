@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .reference import repository_problem
+from ..oci.reference import repository_problem
 
-DEFAULT_IMAGE_SET = Path(__file__).resolve().parent.parent / "config" / "arc-data-services.yaml"
+#: Azure Arc data services' release tags: v1.41.0_2025-09-09 (compared by version, then date).
+DEFAULT_RELEASE_PATTERN = re.compile(r"^v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)_(?P<date>\d{4}-\d{2}-\d{2})$")
 
 
 class ImageSetError(ValueError):
@@ -43,7 +44,7 @@ def load_image_set(path: Path) -> ImageSet:
     if len(set(images)) != len(images):
         raise ImageSetError(f"image set file {path} lists an image twice")
     try:
-        pattern = re.compile(str(data.get("release_tag_pattern", r"^v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)_(?P<date>\d{4}-\d{2}-\d{2})$")))
+        pattern = re.compile(str(data.get("release_tag_pattern", DEFAULT_RELEASE_PATTERN.pattern)))
     except re.error as exc:
         raise ImageSetError(f"image set file {path}: release_tag_pattern is not a valid regex: {exc}") from None
     reference = str(data.get("reference_image", images[0]))

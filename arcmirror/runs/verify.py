@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
-from . import cancel, reports
-from .clients import open_client
-from .config import Settings
-from .endpoints.registry import RegistryEndpoint
-from .manifests import blobs_of, children_of, is_index
-from .plan import Plan, PlannedImage
-from .referrers import schema_tag
-from .registry.client import RegistryClient
-from .registry.errors import Cancelled, RegistryError
-from .steps import StepRun, cancelled_case, target_of, unplanned_case, write_step
+from .. import cancel
+from ..endpoints.registry import RegistryEndpoint
+from ..oci.digest import digest_of
+from ..oci.errors import Cancelled, HintedError
+from ..oci.manifest import blobs_of, children_of, is_index
+from ..oci.referrers import schema_tag
+from ..registry.client import RegistryClient
+from ..settings.load import Settings
+from . import report
+from .plan import Plan, PlannedImage, target_of
+from .report import StepRun, cancelled_case, unplanned_case, write_step
+from .wiring import open_client
 
 
 def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
-    hasher = hashlib.sha256()
-    for chunk in RegistryEndpoint(client).iter_blob(repo, digest, size):
-        hasher.update(chunk)
-    return "sha256:" + hasher.hexdigest()
+    return digest_of(RegistryEndpoint(client).iter_blob(repo, digest, size))
 
 
 def _referrer_problems(client: RegistryClient, repo: str, image: PlannedImage) -> list[str]:
@@ -42,7 +40,7 @@ def _referrer_problems(client: RegistryClient, repo: str, image: PlannedImage) -
         subject = entry["subject"]
         if subject not in listed:
             names = {e["digest"] for e in client.referrers(repo, subject) or []}
-            tags = set(client.tags_or_none(repo)) if tags is None else tags
+            tags = set(client.list_tags(repo, missing_ok=True)) if tags is None else tags
             if schema_tag(subject) in tags:
                 index = client.get_manifest(repo, schema_tag(subject)).json()
                 names |= {e.get("digest") for e in index.get("manifests") or [] if isinstance(e, dict)}
@@ -52,7 +50,7 @@ def _referrer_problems(client: RegistryClient, repo: str, image: PlannedImage) -
     return problems
 
 
-def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool) -> reports.Case:
+def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool) -> report.Case:
     """Check one image: its tag, every manifest (GET) and every blob (HEAD, or re-hashed with ``deep``)."""
     started = time.monotonic()
     ref = f"{client.registry}/{repo}:{tag}"
@@ -75,7 +73,7 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
                 manifest = client.get_manifest(repo, digest)
             except Cancelled:
                 raise
-            except RegistryError as exc:
+            except HintedError as exc:
                 problems.append(f"manifest {digest} is missing or unreadable: {exc.message}")
                 continue
             where = f"{repo}@{digest}"
@@ -96,22 +94,22 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
         details += [f"manifests checked: {len(manifests_seen)}", f"blobs checked: {len(blobs_seen)}"
                     + (" (re-hashed)" if deep else " (HEAD)"), f"referrers checked: {len(image.referrers)}"]
     except Cancelled as exc:
-        return reports.Case.failed(image.name, "verify", details, exc, time.monotonic() - started)
-    except RegistryError as exc:
+        return report.Case.failed(image.name, "verify", details, exc, time.monotonic() - started)
+    except HintedError as exc:
         problems.append(exc.message)
         hint = exc.hint
     else:
         hint = "run 'invoke mirror --repair' (or pull, tag and push): only what is missing is sent"
     details += [f"problem: {p}" for p in problems]
     message = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-    return reports.Case(image.name, "verify", not problems, details, time.monotonic() - started,
+    return report.Case(image.name, "verify", not problems, details, time.monotonic() - started,
                         message or None, hint if problems else None)
 
 
 def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
     started = time.monotonic()
     with open_client(settings.target, settings) as client:
-        def one(image: PlannedImage) -> reports.Case:
+        def one(image: PlannedImage) -> report.Case:
             if not image.ok:
                 return unplanned_case("verify", image)
             repo, tag = target_of(settings, plan, image)
@@ -119,5 +117,5 @@ def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
 
         cases = cancel.run_all(one, plan.images, settings.concurrency, lambda image: cancelled_case("verify", image), "verify")
     record = {"images": [{"name": c.name, "ok": c.ok, "problem": c.message} for c in cases],
-              "deep": deep, "plan": {"tag": plan.tag, "created": plan.created}}
+              "deep": deep, "plan": plan.record()}
     return write_step(settings, "verify", cases, started, record)

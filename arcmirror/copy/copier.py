@@ -2,35 +2,38 @@
 
 For each image: resolve the source tag to a digest (pinned from then on) and the target tag; when
 they already match there is nothing to do. Otherwise fetch the manifest tree, and copy it children
-first, the tag last, so a tag never points at something incomplete. For every blob: skip it when the
-target repository has it (HEAD), else mount it from a target repository known to hold it, else
-stream it from the source to the target, checking size and sha256 as it flows (memory stays at a
-few chunks whatever the layer size). A blob wanted by several images at once moves once; the others
-wait for it and mount it.
+first, the tag last, so a tag never points at something incomplete. Blobs go through the run's
+:class:`~.blobs.BlobPlacer` (skip, mount, or a verified stream). Signatures, SBOMs and attestations
+of the image follow it (:mod:`.referrers`). One failing image never stops the others.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-from .config import Platform
-from .endpoints.base import Source, Target
-from .manifests import blobs_of, children_of, filter_index, is_index, platforms_of, walk
-from . import cancel
-from .reference import is_digest, nearest_tags
-from .referrers import find as find_referrers, merged_index, schema_tag
-from .registry.client import Manifest, RetryPolicy
-from .registry.errors import Cancelled, DigestMismatchError, NotFoundError, ProtocolError, RegistryError, TransientError
+from .. import cancel
+from ..endpoints.base import IndexesSubjects, Source, Target
+from ..oci.digest import is_digest
+from ..oci.errors import (
+    Cancelled,
+    HintedError,
+    NotFoundError,
+    ProtocolError,
+    unexpected,
+)
+from ..oci.manifest import Manifest, blobs_of, children_of, is_index, platforms_of, walk
+from ..oci.platform import Platform, filter_index
+from ..oci.reference import nearest_tags
+from ..oci.referrers import merged_index, schema_tag
+from ..registry.retry import RetryPolicy
+from .blobs import BlobPlacer
+from .referrers import find as find_referrers
 
+#: How deep a manifest tree may go (an index, a nested index, an image, its referrers).
 MAX_DEPTH = 4
-#: Blobs at least this big are looked for in sibling repositories of the target before an upload.
-PROBE_MIN_SIZE = 32 * 1024
-PROBE_NEIGHBOURS = 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class ImageResult:
     def ok(self) -> bool:
         return self.status in ("copied", "up-to-date", "would-copy")
 
-    def fail(self, exc: RegistryError) -> None:
+    def fail(self, exc: HintedError) -> None:
         if isinstance(exc, Cancelled):
             self.status, exc = "cancelled", cancel.error("this image")  # whichever step of it was stopped
         else:
@@ -97,75 +100,18 @@ class Progress:
     def bytes_sent(self, job: ImageJob, count: int) -> None: ...
 
 
-class VerifyingBody:
-    """Forwards a blob's chunks while checking its size and sha256.
-
-    The last chunk is held back until the whole digest is known: when the content does not match,
-    the body raises before the upload can complete, so the target never stores it under that digest.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], digest: str, size: int, on_chunk: Callable[[int], None]) -> None:
-        self._chunks = chunks
-        self._digest = digest
-        self._size = size
-        self._on_chunk = on_chunk
-        self.sent = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __iter__(self) -> Iterator[bytes]:
-        hasher = hashlib.sha256()
-        received = 0
-        held: bytes | None = None
-        for chunk in self._chunks:
-            cancel.check()  # raised before the last chunk is sent: the upload never completes
-            if held is not None:
-                yield held
-                self._sent(len(held))
-            hasher.update(chunk)
-            received += len(chunk)
-            if received > self._size:
-                raise DigestMismatchError(f"blob {self._digest} is longer than its declared {self._size} bytes: refused")
-            held = chunk
-        if received != self._size:
-            raise DigestMismatchError(f"blob {self._digest} ended after {received} of its {self._size} bytes")
-        got = "sha256:" + hasher.hexdigest()
-        if got != self._digest:
-            raise DigestMismatchError(
-                f"blob {self._digest} from the source has content whose digest is {got}: refused",
-                "the source is corrupt or tampered with; nothing was written to the target under that digest",
-            )
-        if held is not None:
-            yield held
-            self._sent(len(held))
-
-    def _sent(self, n: int) -> None:
-        self.sent += n
-        self._on_chunk(n)
-
-
-class _BlobLedger:
-    """Which target repositories hold which blobs, and which blob transfers are under way."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.located: dict[str, set[str]] = {}
-        self.inflight: dict[str, Future] = {}
-
-
-class CopyEngine:
-    """Copies images from one endpoint to another; one engine serves a whole run."""
+class Copier:
+    """Copies images from one endpoint to another; one copier serves a whole run."""
 
     def __init__(
         self,
         source: Source,
         target: Target,
         *,
-        concurrency: int = 4,
+        concurrency: int,
+        retry: RetryPolicy,
         platforms: Sequence[Platform] = (),
         progress: Progress | None = None,
-        retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = cancel.sleep,
         dry_run: bool = False,
         repair: bool = False,
@@ -183,16 +129,16 @@ class CopyEngine:
         self.repair = repair  # check every blob under a tag already in place, and send what was lost
         self.referrers = referrers  # copy signatures, SBOMs and attestations too
         self.referrer_types = tuple(referrer_types)
-        self._ledger = _BlobLedger()
+        self._blobs = BlobPlacer(source, target, retry=retry, dry_run=dry_run, sleep=sleep,
+                                 on_sent=lambda job, n: self.progress.bytes_sent(job, n))
         self._blob_pool: ThreadPoolExecutor | None = None
-        self._job_repos: list[str] = []
 
     # -- public --------------------------------------------------------------------------------
 
     def copy_all(self, jobs: Iterable[ImageJob]) -> list[ImageResult]:
         """Copy every job; one failing image never stops the others. Results keep the jobs' order."""
         jobs = list(jobs)
-        self._job_repos = sorted({job.target_repo for job in jobs})
+        self._blobs.repositories = sorted({job.target_repo for job in jobs})
         self._blob_pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob")
         try:
             return cancel.run_all(self.copy_image, jobs, self.concurrency, self._abandoned, "image")
@@ -213,11 +159,10 @@ class CopyEngine:
         try:
             cancel.check("this image")
             self._copy_image(job, result)
-        except RegistryError as exc:
+        except HintedError as exc:
             result.fail(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must fail one image, not the run
-            result.status, result.error = "failed", f"unexpected error: {exc.__class__.__name__}: {exc}"
-            result.hint = "this is a bug in arcmirror; please report it with the log"
+            result.fail(unexpected(exc))
         result.duration = time.monotonic() - started
         self.progress.image_finished(result)
         return result
@@ -304,7 +249,7 @@ class CopyEngine:
                 manifest = self.source.get_manifest(job.source_repo, referrer.digest)
                 self._copy_tree(job, manifest, referrer.digest, result, present=False, depth=0, path=())
                 result.referrers_copied += 1
-        if not getattr(self.target, "keeps_referrers", False):  # else the registry's referrers API lists them
+        if not (isinstance(self.target, IndexesSubjects) and self.target.keeps_referrers):  # else its API lists them
             for subject, referrers in found.by_subject().items():
                 tag = schema_tag(subject)
                 existing = self.target.get_manifest(job.target_repo, tag) \
@@ -324,9 +269,9 @@ class CopyEngine:
     def _copy_blobs(self, job: ImageJob, blobs: list[tuple[str, int]], result: ImageResult) -> None:
         pool = self._blob_pool
         if pool is None:  # copy_image called on its own
-            outcomes = [self._ensure_blob(job, d, s) for d, s in blobs]
+            outcomes = [self._blobs.ensure(job, d, s) for d, s in blobs]
         else:
-            futures = [pool.submit(self._ensure_blob, job, d, s) for d, s in blobs]
+            futures = [pool.submit(self._blobs.ensure, job, d, s) for d, s in blobs]
             errors: list[BaseException] = []
             outcomes = []
             for future in futures:
@@ -338,79 +283,3 @@ class CopyEngine:
                 raise errors[0]
         for (_, size), outcome in zip(blobs, outcomes):
             result._count(outcome, size)
-
-    # -- one blob ------------------------------------------------------------------------------
-
-    def _ensure_blob(self, job: ImageJob, digest: str, size: int) -> str:
-        """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
-        ledger, repo = self._ledger, job.target_repo
-        while True:
-            cancel.check("this image")
-            with ledger.lock:
-                holders = ledger.located.setdefault(digest, set())
-                if repo in holders:
-                    return "skipped"
-                waiting_for = ledger.inflight.get(digest)
-                if waiting_for is None:
-                    mine: Future = Future()
-                    ledger.inflight[digest] = mine
-            if waiting_for is None:
-                break
-            try:
-                waiting_for.result()
-            except BaseException:  # noqa: BLE001 - the other transfer failed: try it ourselves
-                pass
-        try:
-            outcome = self._place_blob(job, digest, size, holders)
-            with ledger.lock:
-                holders.add(repo)
-            mine.set_result(outcome)
-            return outcome
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        finally:
-            with ledger.lock:
-                ledger.inflight.pop(digest, None)
-
-    def _place_blob(self, job: ImageJob, digest: str, size: int, holders: set[str]) -> str:
-        repo = job.target_repo
-        if self.target.has_blob(repo, digest):
-            return "skipped"
-        sources = sorted(holders - {repo}) or self._probe_neighbours(repo, digest, size)
-        if self.dry_run:
-            return "mounted" if sources else "copied"
-        for other in sources:
-            if self.target.mount_blob(repo, digest, other):
-                return "mounted"
-        self._stream_blob(job, digest, size)
-        return "copied"
-
-    def _probe_neighbours(self, repo: str, digest: str, size: int) -> list[str]:
-        """Target repositories of this run's other images that already hold the blob (from earlier runs).
-
-        Images of a release share layers, so a layer missing here is often in a sibling repository:
-        a HEAD there, then a mount, replaces an upload. Only for blobs big enough to be worth a request.
-        """
-        if size < PROBE_MIN_SIZE:
-            return []
-        neighbours = [r for r in self._job_repos if r != repo][:PROBE_NEIGHBOURS]
-        return [r for r in neighbours if self.target.has_blob(r, digest)][:1]
-
-    def _stream_blob(self, job: ImageJob, digest: str, size: int) -> None:
-        attempts = self.retry.attempts
-        for attempt in range(1, attempts + 1):
-            body = VerifyingBody(
-                self.source.iter_blob(job.source_repo, digest, size), digest, size,
-                lambda n: self.progress.bytes_sent(job, n),
-            )
-            try:
-                self.target.put_blob(job.target_repo, digest, size, body)
-                return
-            except TransientError as exc:
-                if attempt == attempts:
-                    raise TransientError(
-                        f"copying blob {digest} ({size} bytes) failed {attempts} times; last: {exc.message}",
-                        exc.hint or "run again: blobs already copied are not sent again",
-                    ) from None
-                self._sleep(self.retry.delay(attempt, exc.retry_after))

@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from .digest import is_digest
+
 # distribution/reference: path-component = [a-z0-9]+ (separator [a-z0-9]+)*
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -101,10 +102,6 @@ def nearest_tags(wanted: str, tags: Iterable[str], count: int = 3) -> list[str]:
 NAME_TOTAL_MAX = 255
 
 
-def is_digest(value: str) -> bool:
-    return bool(_DIGEST_RE.match(value))
-
-
 def join_repository(*parts: str) -> str:
     """Join path parts, skipping empty ones: ``('', 'arc-sqlmi')`` -> ``'arc-sqlmi'``."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
@@ -121,6 +118,3 @@ class ImageRef:
     def __str__(self) -> str:
         sep = "@" if is_digest(self.reference) else ":"
         return f"{self.registry}/{self.repository}{sep}{self.reference}"
-
-    def with_reference(self, reference: str) -> "ImageRef":
-        return ImageRef(self.registry, self.repository, reference)

@@ -20,8 +20,14 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
-from .config import Settings
-from .reports import Case
+from ..settings.load import Settings
+from .report import Case
+
+
+def in_ci(environ: Mapping[str, str] | None = None) -> bool:
+    """Is this a pipeline job (any CI sets CI; GitHub Actions and Azure Pipelines set their own too)?"""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(k, "").lower() in ("true", "1") for k in ("CI", "GITHUB_ACTIONS", "TF_BUILD"))
 
 
 def platform(environ: Mapping[str, str] | None = None) -> str | None:

@@ -1,9 +1,10 @@
-"""The air-gap archive: an OCI image layout in a tar file, with a manifest of contents and checksums.
+"""The air-gap archive format: an OCI image layout in a tar file, with a manifest of contents and checksums.
 
-``export`` writes the planned images from the store; ``--since`` leaves out the blobs an earlier
-plan's archive already carried. ``import`` refuses an archive with an unsafe entry (absolute path,
-``..``, link, device) or any entry whose size or sha256 differs from the contents manifest, before
-pushing anything; then it pushes straight out of the tar (no extraction) and verifies.
+:func:`write_archive` writes planned images from the store, leaving out the blobs an earlier
+archive already carried (``since``). :class:`ArchiveReader` refuses an archive with an unsafe entry
+(absolute path, ``..``, link, device) or any entry whose size or sha256 differs from the contents
+manifest, before anything is read from it; then it is a :class:`~.base.Source` that serves
+manifests and blobs straight out of the tar (no extraction). The runs are ``arcmirror.runs.airgap``.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Protocol, Sequence
 
-from . import cancel
-from .endpoints.layout import OCI_INDEX, REF_NAME, LayoutEndpoint, LayoutStore
-from .plan import Plan, PlannedImage
-from .reference import is_digest
-from .registry.client import CHUNK, MANIFEST_MEDIA_TYPES, Manifest, sha256_digest
-from .registry.errors import DigestMismatchError, NotFoundError, ProtocolError, RegistryError
+from .. import cancel
+from ..oci.digest import CHUNK, digest_of, is_digest
+from ..oci.errors import HintedError, NotFoundError
+from ..oci.manifest import Manifest
+from ..oci.mediatypes import OCI_INDEX
+from .layout import REF_NAME, LayoutEndpoint, LayoutStore
 
 CONTENTS = "arcmirror-archive.json"
 ARCHIVE_VERSION = 1
@@ -32,20 +33,21 @@ _BLOB_NAME = re.compile(r"^blobs/sha256/[a-f0-9]{64}$")
 _FIXED_NAMES = {"oci-layout", "index.json", CONTENTS, "blobs", "blobs/sha256"}
 
 
-class ArchiveError(RegistryError):
+class ArchiveError(HintedError):
     """The archive is unsafe, damaged or incomplete."""
 
 
-def _ref_name(image: PlannedImage, tag: str) -> str:
-    return f"{image.name}:{tag}"
+class ArchivedImage(Protocol):
+    """What the archive needs of an image: a planned image of ``arcmirror.runs.plan`` has it."""
 
-
-def _sha256_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+    name: str
+    source: str
+    source_repository: str
+    target_digest: str | None
+    manifests: list[str]
+    blobs: dict[str, int]
+    referrer_manifests: list[str]
+    referrer_blobs: dict[str, int]
 
 
 @dataclass
@@ -57,19 +59,15 @@ class ExportResult:
     bytes: int
 
 
-def previous_blobs(plan_path: Path) -> set[str]:
-    """The blobs an earlier plan's archive carried (its images' config and layer blobs)."""
-    previous = Plan.load(plan_path)
-    return {d for image in previous.ok_images for d in image.blobs}
-
-
-def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str] | None = None) -> ExportResult:
-    """Write the planned images from ``store`` into ``archive`` (a tar of an OCI layout)."""
+def write_archive(images: Sequence[ArchivedImage], tag: str, source_registry: str, plan_record: dict,
+                  store: LayoutStore, archive: Path, since: set[str] | None = None) -> ExportResult:
+    """Write ``images`` from ``store`` into ``archive`` (a tar of an OCI layout), with ``plan_record``
+    (the plan as JSON) inside for the import; blobs in ``since`` are left out (an earlier archive had them)."""
     since = since or set()
     files: dict[str, tuple[Path | bytes, int]] = {}
     index_entries = []
     omitted: dict[str, int] = {}
-    for image in plan.ok_images:
+    for image in images:
         manifest_media = None
         for digest in image.manifests:
             path = store.blob_path(digest)
@@ -91,9 +89,9 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
         index_entries.append({
             "mediaType": manifest_media, "digest": image.target_digest,
             "size": files[f"blobs/sha256/{image.target_digest[7:]}"][1],
-            "annotations": {REF_NAME: _ref_name(image, plan.tag), "org.arcmirror.source": image.source},
+            "annotations": {REF_NAME: f"{image.name}:{tag}", "org.arcmirror.source": image.source},
         })
-        index_entries += _referrer_files(store, plan.source_registry, image, files, since, omitted)
+        index_entries += _referrer_files(store, source_registry, image, files, since, omitted)
     small = {
         "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
         "index.json": json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries},
@@ -104,8 +102,8 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
     contents = {
         "version": ARCHIVE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "tag": plan.tag,
-        "plan": json.loads(plan.to_json()),
+        "tag": tag,
+        "plan": plan_record,
         "files": listing,
         "omitted_blobs": [{"digest": d, "size": s} for d, s in sorted(omitted.items())],
     }
@@ -131,7 +129,7 @@ def export_archive(plan: Plan, store: LayoutStore, archive: Path, since: set[str
     return ExportResult(archive, len(index_entries), len(files), len(omitted), total)
 
 
-def _referrer_files(store: LayoutStore, namespace: str, image: PlannedImage, files: dict, since: set[str],
+def _referrer_files(store: LayoutStore, namespace: str, image: ArchivedImage, files: dict, since: set[str],
                     omitted: dict[str, int]) -> list[dict]:
     """Add an image's referrers to ``files``; return index.json entries for its referrer tags."""
     def add(digest: str, size: int | None = None) -> None:
@@ -252,13 +250,12 @@ class ArchiveReader:
                 yield chunk
 
     def _hash_member(self, member: tarfile.TarInfo) -> str:
-        hasher = hashlib.sha256()
-        for chunk in self._iter_member(member):
-            hasher.update(chunk)
-        return hasher.hexdigest()
+        return digest_of(self._iter_member(member)).removeprefix("sha256:")
 
-    def plan(self) -> Plan:
-        return Plan.from_dict(self.contents.get("plan"), f"the plan inside {self.path}")
+    @property
+    def plan_record(self) -> object:
+        """The plan the archive was written from, as JSON (``arcmirror.runs.plan.Plan.from_dict`` reads it)."""
+        return self.contents.get("plan")
 
     @property
     def omitted(self) -> set[str]:
@@ -279,25 +276,13 @@ class ArchiveReader:
         digest = self.resolve(repository, reference)
         if digest is None:
             raise NotFoundError(f"{repository}:{reference} is not in the {self.label}")
-        data = self._read_member(f"blobs/sha256/{digest[7:]}")
-        if sha256_digest(data) != digest:
-            raise DigestMismatchError(f"manifest {digest} in the {self.label} is corrupt")
-        body = json.loads(data)
-        media_type = body.get("mediaType") or ("application/vnd.oci.image.index.v1+json" if "manifests" in body
-                                               else "application/vnd.oci.image.manifest.v1+json")
-        if media_type not in MANIFEST_MEDIA_TYPES:
-            raise ProtocolError(f"manifest {digest} in the {self.label} has media type {media_type!r}")
-        return Manifest(data, media_type, digest)
+        return Manifest.parse(self._read_member(f"blobs/sha256/{digest[7:]}"), digest,
+                              f"manifest {digest} in the {self.label}")
 
     def list_tags(self, repository: str) -> list[str]:
         index = json.loads(self._read_member("index.json"))
         names = [(e.get("annotations") or {}).get(REF_NAME, "") for e in index.get("manifests", [])]
         return [n[len(repository) + 1:] for n in names if n.startswith(f"{repository}:")]
-
-    def referrers(self, repository: str, digest: str) -> list[dict] | None:
-        return None
-
-    has_referrers_api = False
 
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         member = self._members.get(f"blobs/sha256/{digest[7:]}")

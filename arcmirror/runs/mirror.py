@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
-from .clients import make_engine, open_client
-from .config import Platform, Settings
-from .copy import ImageJob, Progress
-from .endpoints.registry import RegistryEndpoint
-from . import reports
-from .plan import AUTO_TAGS, release_images, resolve_release_tag, target_tag_for
-from .reference import ImageRef, join_repository
-from .registry.errors import RegistryError
-from .steps import StepRun, copy_step, whole_run_failed
-
-if TYPE_CHECKING:
-    from .plan import Plan
+from ..copy.copier import ImageJob, Progress
+from ..endpoints.registry import RegistryEndpoint
+from ..oci.errors import HintedError
+from ..oci.platform import Platform
+from ..oci.reference import ImageRef, join_repository
+from ..settings.load import Settings
+from . import report
+from .plan import AUTO_TAGS, Plan, target_tag_for
+from .release import release_images, resolve_release_tag
+from .report import StepRun, copy_step, whole_run_failed
+from .wiring import make_copier, open_client
 
 
 def jobs_for(settings: Settings) -> list[ImageJob]:
@@ -44,7 +43,7 @@ def refs_for(settings: Settings, jobs: Sequence[ImageJob]) -> dict[str, tuple[st
     }
 
 
-def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan | None" = None,
+def run_mirror(settings: Settings, progress: Progress | None = None, plan: Plan | None = None,
                say: Callable[[str], None] = lambda _: None, dry_run: bool = False) -> StepRun:
     """Copy every image registry to registry and write ``mirror.xml`` and ``mirror.json``.
 
@@ -53,7 +52,7 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
     writes nothing (no report either) and says what would be sent.
     """
     started = time.monotonic()
-    preflight: list[reports.Case] = []
+    preflight: list[report.Case] = []
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
             # an image the plan found incomplete in the target (tag in place, a blob lost) is repaired
@@ -69,17 +68,17 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: "Plan
                     say(f"Release tag: {tag} ({reason})")
                     settings = with_release_tag(settings, tag)
                 found = release_images(settings, RegistryEndpoint(source), source, settings.source.tag, say)
-            except RegistryError as exc:
+            except HintedError as exc:
                 return whole_run_failed(settings, "mirror", exc, started)
             settings = replace(settings, images=tuple(found.names), images_from=found.source)
-            preflight = [reports.Case(name, "mirror", True, skipped=True,
+            preflight = [report.Case(name, "mirror", True, skipped=True,
                                       message=f"in the image set but no repository in the source carries tag "
                                               f"{settings.source.tag}") for name in found.missing]
             jobs = jobs_for(settings)
             platforms = list(settings.platforms)
-        engine = make_engine(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
+        copier = make_copier(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
                              progress=progress, dry_run=dry_run)
-        run = copy_step(settings, plan, "mirror", engine, jobs, refs_for(settings, jobs), started, preflight)
+        run = copy_step(settings, plan, "mirror", copier, jobs, refs_for(settings, jobs), started, preflight)
     run.extra["release_tag"] = settings.source.tag
     run.extra["target_tag"] = settings.target.tag
     return run
@@ -89,3 +88,23 @@ def with_release_tag(settings: Settings, tag: str) -> Settings:
     """Settings with the release tag filled in (chosen automatically, or from a plan)."""
     return replace(settings, source=replace(settings.source, tag=tag),
                    target=replace(settings.target, tag=target_tag_for(settings, tag)))
+
+
+def arc_deployment_hint(registry: str, repository: str, tag: str, username: str | None) -> str:
+    """What to put in the Arc data controller's deployment profile, and the pull secret command."""
+    user = username or "<user>"
+    return "\n".join([
+        "",
+        "To deploy Azure Arc data services from this registry:",
+        "  data controller deployment profile (control.json), spec.docker:",
+        f'    "registry": "{registry}",',
+        f'    "repository": "{repository}",',
+        f'    "imageTag": "{tag}",',
+        '    "imagePullPolicy": "IfNotPresent"',
+        "  or: az arcdata dc config replace --path ./custom/control.json \\",
+        f'        --json-values "spec.docker.registry={registry}" --json-values "spec.docker.repository={repository}" \\',
+        f'        --json-values "spec.docker.imageTag={tag}"',
+        "  the pull secret the data controller uses (spec.credentials.dockerRegistry):",
+        "    kubectl create secret docker-registry arc-private-registry --namespace <arc-namespace> \\",
+        f"      --docker-server={registry} --docker-username={user} --docker-password=<password>",
+    ])

@@ -13,14 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from .config import load_settings
-from .imageset import DEFAULT_IMAGE_SET, load_image_set
-from .mirror import run_mirror
-from .progress import LineProgress
-from .reports import arc_deployment_hint
 from testbed.images import build_release
 from testbed.registry import Registry
 from testbed.skopeo import load_release
+
+from ..settings.imageset import load_image_set
+from ..settings.load import load_settings
+from ..settings.variables import DEFAULT_IMAGE_SET
+from .mirror import arc_deployment_hint, run_mirror
+from .progress import LineProgress
 
 DEMO_TAG = "v1.41.0_2025-09-09"
 

@@ -1,18 +1,26 @@
-"""Reports: one JUnit test case per image (junit-xml), a JSON record, and a plain summary."""
+"""What every run shares: one JUnit test case per image (junit-xml), a JSON record, a plain summary.
+
+A run (mirror, a step, verify, the air gap, the Docker engine route) ends in a :class:`StepRun`:
+its cases, written by :func:`write_step` to ``STEP.xml`` and ``STEP.json``. The cases of an image
+that could not be planned, or that a cancellation stopped, are made here, the same for every run.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import xml.etree.ElementTree as ET
 import tempfile
+import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-
-from .copy import ImageResult
-from .registry.errors import Cancelled, RegistryError
+from .. import cancel
+from ..copy.copier import Copier, ImageJob, ImageResult
+from ..oci.errors import Cancelled, HintedError
+from ..settings.load import Settings
+from .plan import Plan, PlannedImage
 
 
 def human_bytes(n: float) -> str:
@@ -74,9 +82,10 @@ class Case:
     hint: str | None = None
     skipped: bool = False
     cancelled: bool = False  # failed because the run was cancelled before this image was done
+    facts: dict = field(default_factory=dict)  # what the step's JSON record says of this image, besides
 
     @classmethod
-    def failed(cls, name: str, step: str, details: list[str], exc: RegistryError, duration: float = 0.0) -> "Case":
+    def failed(cls, name: str, step: str, details: list[str], exc: HintedError, duration: float = 0.0) -> "Case":
         """A failed case saying what ``exc`` says (a cancellation is marked as one)."""
         return cls(name, step, False, details, duration, exc.message, exc.hint, cancelled=isinstance(exc, Cancelled))
 
@@ -105,11 +114,6 @@ def junit(suite_name: str, cases: Sequence[Case]) -> str:
     root = ET.fromstring(to_xml_report_string([TestSuite(suite_name, out)], prettyprint=False, encoding="utf-8"))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def junit_for_copy(suite_name: str, step: str, results: Sequence[ImageResult],
-                   refs: dict[str, tuple[str, str]]) -> str:
-    return junit(suite_name, [copy_case(step, r, *refs[r.job.name]) for r in results])
 
 
 def record(results: Sequence[ImageResult], refs: dict[str, tuple[str, str]]) -> dict:
@@ -195,21 +199,81 @@ def dry_run_summary(step: str, results: Sequence[ImageResult], cases: Sequence[C
     return "\n".join(lines)
 
 
-def arc_deployment_hint(registry: str, repository: str, tag: str, username: str | None) -> str:
-    """What to put in the Arc data controller's deployment profile, and the pull secret command."""
-    user = username or "<user>"
-    return "\n".join([
-        "",
-        "To deploy Azure Arc data services from this registry:",
-        "  data controller deployment profile (control.json), spec.docker:",
-        f'    "registry": "{registry}",',
-        f'    "repository": "{repository}",',
-        f'    "imageTag": "{tag}",',
-        '    "imagePullPolicy": "IfNotPresent"',
-        "  or: az arcdata dc config replace --path ./custom/control.json \\",
-        f'        --json-values "spec.docker.registry={registry}" --json-values "spec.docker.repository={repository}" \\',
-        f'        --json-values "spec.docker.imageTag={tag}"',
-        "  the pull secret the data controller uses (spec.credentials.dockerRegistry):",
-        "    kubectl create secret docker-registry arc-private-registry --namespace <arc-namespace> \\",
-        f"      --docker-server={registry} --docker-username={user} --docker-password=<password>",
-    ])
+@dataclass
+class StepRun:
+    step: str
+    cases: list[Case]
+    junit: Path | None
+    elapsed: float
+    results: list[ImageResult] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok or c.skipped for c in self.cases)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def summary(self) -> str:
+        if self.dry_run:
+            return dry_run_summary(self.step, self.results, self.cases)
+        if self.results:
+            text = summary(self.results, self.elapsed, self.junit, self.cases)
+            return text if self.step == "mirror" else f"{self.step}: {text}"
+        failed = [c for c in self.cases if not c.ok and not c.skipped and not c.cancelled]
+        cancelled = sum(c.cancelled for c in self.cases)
+        lines = [f"{self.step}: {len(self.cases)} images, {len(failed)} failed"
+                 + (f", {cancelled} cancelled" if cancelled else "") + f" ({self.elapsed:.1f}s)"]
+        lines += failure_lines(self.cases)
+        lines.append(f"JUnit report: {self.junit}")
+        return "\n".join(lines)
+
+
+def write_step(settings: Settings, step: str, cases: list[Case], started: float,
+               record: dict | None = None, results: Sequence[ImageResult] = (), dry_run: bool = False) -> StepRun:
+    """Write ``STEP.xml`` (and ``STEP.json``) unless this is a dry run, which writes nothing."""
+    path = None if dry_run else settings.report_dir / f"{step}.xml"
+    record = dict(record or {})
+    record["elapsed"] = round(time.monotonic() - started, 3)
+    if path is not None:
+        write_atomic(path, junit(f"arcmirror {step}", cases))
+        write_json(settings.report_dir / f"{step}.json", record)
+    return StepRun(step, cases, path, time.monotonic() - started, list(results), record, dry_run)
+
+
+def whole_run_failed(settings: Settings, step: str, exc: HintedError, started: float) -> StepRun:
+    """A failure before any image could start (e.g. the release tag cannot be read): every image of the
+    set becomes a failed case with that message, so a pipeline still shows each image's result."""
+    cases = [Case.failed(name, step, [f"image: {name}"], exc) for name in settings.images]
+    return write_step(settings, step, cases, started, {"error": exc.message, "hint": exc.hint})
+
+
+def unplanned_case(step: str, image: PlannedImage) -> Case:
+    """The failed case, in any step, of an image that discover could not plan."""
+    return Case(image.name, step, False, [f"source: {image.source}"], message=f"not planned: {image.error}",
+                        hint=image.hint)
+
+
+def cancelled_case(step: str, image: PlannedImage) -> Case:
+    """The failed case of an image a cancellation stopped before its step was done with it."""
+    return Case.failed(image.name, step, [f"source: {image.source}"], cancel.error("this image"))
+
+
+def unplanned_cases(step: str, plan: Plan) -> list[Case]:
+    return [unplanned_case(step, i) for i in plan.images if not i.ok]
+
+
+def copy_step(settings: Settings, plan: Plan | None, step: str, copier: Copier, jobs: list[ImageJob],
+              refs: dict[str, tuple[str, str]], started: float, preflight: Sequence[Case] = ()) -> StepRun:
+    """Run the copier over ``jobs`` and write the step's reports (none in a dry run)."""
+    results = copier.copy_all(jobs)
+    cases = [copy_case(step, r, *refs[r.job.name]) for r in results] + list(preflight)
+    if plan is not None:
+        cases += unplanned_cases(step, plan)
+    data = record(results, refs)
+    if plan is not None:
+        data["plan"] = plan.record()
+    return write_step(settings, step, cases, started, data, results, dry_run=copier.dry_run)

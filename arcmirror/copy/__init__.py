@@ -1,0 +1,1 @@
+"""The copy algorithm (``copier``), blob placement (``blobs``) and referrer discovery (``referrers``)."""

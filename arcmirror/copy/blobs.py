@@ -1,0 +1,169 @@
+"""Blobs: making one present in a target repository, once, checked as it streams.
+
+A blob already in the target repository is skipped (HEAD); one that another target repository
+holds is mounted; else it streams from the source to the target through :class:`VerifyingBody`,
+which refuses content that does not match its digest before the upload can complete. A blob
+wanted by several images at once moves once: the :class:`BlobPlacer`'s ledger makes the others wait,
+then skip or mount it.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Callable, Iterator, Sequence
+
+from .. import cancel
+from ..endpoints.base import CrossRepositoryMount, Source, Target
+from ..oci.digest import Sha256
+from ..oci.errors import DigestMismatchError
+from ..registry.errors import TransientError
+from ..registry.retry import RetryPolicy
+
+#: Blobs at least this big are looked for in sibling repositories of the target before an upload.
+PROBE_MIN_SIZE = 32 * 1024
+PROBE_NEIGHBOURS = 2
+
+
+class VerifyingBody:
+    """Forwards a blob's chunks while checking its size and sha256.
+
+    The last chunk is held back until the whole digest is known: when the content does not match,
+    the body raises before the upload can complete, so the target never stores it under that digest.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], digest: str, size: int, on_chunk: Callable[[int], None]) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._size = size
+        self._on_chunk = on_chunk
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        hasher = Sha256()
+        held: bytes | None = None
+        for chunk in self._chunks:
+            cancel.check()  # raised before the last chunk is sent: the upload never completes
+            if held is not None:
+                yield held
+                self._sent(len(held))
+            hasher.update(chunk)
+            if hasher.size > self._size:
+                raise DigestMismatchError(f"blob {self._digest} is longer than its declared {self._size} bytes: refused")
+            held = chunk
+        if hasher.size != self._size:
+            raise DigestMismatchError(f"blob {self._digest} ended after {hasher.size} of its {self._size} bytes")
+        got = hasher.digest
+        if got != self._digest:
+            raise DigestMismatchError(
+                f"blob {self._digest} from the source has content whose digest is {got}: refused",
+                "the source is corrupt or tampered with; nothing was written to the target under that digest",
+            )
+        if held is not None:
+            yield held
+            self._sent(len(held))
+
+    def _sent(self, n: int) -> None:
+        self.sent += n
+        self._on_chunk(n)
+
+
+class BlobPlacer:
+    """Puts blobs into target repositories for one run; shared by every image of the run.
+
+    ``located`` remembers which target repositories hold which blobs (for mounts and skips);
+    ``inflight`` holds the transfers under way, so a blob several images need moves once.
+    ``repositories`` are the run's target repositories, where a missing layer is looked for first.
+    """
+
+    def __init__(self, source: Source, target: Target, *, retry: RetryPolicy, dry_run: bool,
+                 repositories: Sequence[str] = (), on_sent: Callable[[object, int], None] = lambda job, n: None,
+                 sleep: Callable[[float], None] = cancel.sleep) -> None:
+        self.source = source
+        self.target = target
+        self.retry = retry
+        self.dry_run = dry_run
+        self.repositories = list(repositories)
+        self._on_sent = on_sent
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.located: dict[str, set[str]] = {}
+        self.inflight: dict[str, Future] = {}
+
+    def ensure(self, job, digest: str, size: int) -> str:
+        """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
+        repo = job.target_repo
+        while True:
+            cancel.check("this image")
+            with self._lock:
+                holders = self.located.setdefault(digest, set())
+                if repo in holders:
+                    return "skipped"
+                waiting_for = self.inflight.get(digest)
+                if waiting_for is None:
+                    mine: Future = Future()
+                    self.inflight[digest] = mine
+            if waiting_for is None:
+                break
+            try:
+                waiting_for.result()
+            except BaseException:  # noqa: BLE001 - the other transfer failed: try it ourselves
+                pass
+        try:
+            outcome = self._place(job, digest, size, holders)
+            with self._lock:
+                holders.add(repo)
+            mine.set_result(outcome)
+            return outcome
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self.inflight.pop(digest, None)
+
+    def _place(self, job, digest: str, size: int, holders: set[str]) -> str:
+        repo = job.target_repo
+        if self.target.has_blob(repo, digest):
+            return "skipped"
+        sources = sorted(holders - {repo}) or self._probe_neighbours(repo, digest, size)
+        if self.dry_run:
+            return "mounted" if sources else "copied"
+        if isinstance(self.target, CrossRepositoryMount):
+            for other in sources:
+                if self.target.mount_blob(repo, digest, other):
+                    return "mounted"
+        self._stream(job, digest, size)
+        return "copied"
+
+    def _probe_neighbours(self, repo: str, digest: str, size: int) -> list[str]:
+        """Target repositories of this run's other images that already hold the blob (from earlier runs).
+
+        Images of a release share layers, so a layer missing here is often in a sibling repository:
+        a HEAD there, then a mount, replaces an upload. Only for blobs big enough to be worth a request.
+        """
+        if size < PROBE_MIN_SIZE:
+            return []
+        neighbours = [r for r in self.repositories if r != repo][:PROBE_NEIGHBOURS]
+        return [r for r in neighbours if self.target.has_blob(r, digest)][:1]
+
+    def _stream(self, job, digest: str, size: int) -> None:
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
+            body = VerifyingBody(
+                self.source.iter_blob(job.source_repo, digest, size), digest, size,
+                lambda n: self._on_sent(job, n),
+            )
+            try:
+                self.target.put_blob(job.target_repo, digest, size, body)
+                return
+            except TransientError as exc:
+                if attempt == attempts:
+                    raise TransientError(
+                        f"copying blob {digest} ({size} bytes) failed {attempts} times; last: {exc.message}",
+                        exc.hint or "run again: blobs already copied are not sent again",
+                    ) from None
+                self._sleep(self.retry.delay(attempt, exc.retry_after))

@@ -90,10 +90,10 @@ def test_command_line(tmp_path, capsys, testbed_tools):
 
 @pytest.mark.parametrize("how", ["no git installed", "not a git work tree"])
 def test_a_source_tree_without_git_records_an_unknown_commit(tmp_path, monkeypatch, how):
-    import benchmarks.bench as bench
+    import benchmarks.report as report
 
     if how == "no git installed":
         monkeypatch.setenv("PATH", str(tmp_path))  # no git on it
     else:
-        monkeypatch.setattr(bench, "ROOT", tmp_path)  # an unpacked archive: no .git
-    assert bench.code_version() == "unknown"
+        monkeypatch.setattr(report, "ROOT", tmp_path)  # an unpacked archive: no .git
+    assert report.code_version() == "unknown"

@@ -1,0 +1,268 @@
+"""The benchmark's data: the synthetic releases, the source registries and each scenario's cases.
+
+A synthetic Arc-like release (the 17 image names of ``config/arc-data-services.yaml``,
+linux/amd64, one base layer shared by all, two runtime layers shared by halves, one unique layer
+per image; about 400 MB of distinct blob bytes at ``--scale 1``) is built once per scenario as an
+OCI layout and loaded with skopeo into a CNCF distribution registry on loopback (the source).
+A scenario that needs a non-empty target gets a seed: a copy of the source's storage that each
+fresh target starts from.
+
+Scenarios (``--scenarios``):
+
+* ``cold``           -- empty target.
+* ``cold-multiarch`` -- the same release as linux/amd64 + linux/arm64 indexes (about the same bytes).
+* ``noop``           -- the target already holds the release: at 16 and at 64 images (48 small
+                        ``arc-extra-NN`` images added) to get the cost of one more image.
+* ``incremental``    -- next month's release (new tag, about 20% of the unique layers changed)
+                        into a target holding this month's.
+* ``memory``         -- one image with a 1 GB layer (times ``--scale``): peak RSS of the process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from benchmarks.measure import MB, log, megabytes
+from testbed.images import build_release, layout_refs
+from testbed.registry import Registry
+from testbed.skopeo import load_release
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_SET = ROOT / "config" / "arc-data-services.yaml"
+
+REPO = "arcdata"
+TAG = "v1.41.0_2025-09-09"
+NEXT_TAG = "v1.42.0_2025-10-14"
+
+#: Distinct blob bytes of the default release (scale 1) and how they split.
+RELEASE_BYTES = 400 * MB
+BASE_SHARE, RUNTIME_SHARE = 0.15, 0.10  # the base layer; each of the two runtime layers
+MEMORY_LAYER_BYTES = 1000 * MB
+CHANGED_SHARE = 0.20
+NOOP_SIZES = {"unique_size": 64 * 1024, "base_size": 256 * 1024, "shared_size": 128 * 1024}
+NOOP_COUNTS = (16, 64)
+
+SCENARIOS = ("cold", "cold-multiarch", "noop", "incremental", "memory")
+#: Tools a scenario does not measure, and why (printed in the table).
+NOT_MEASURED = {
+    "cold-multiarch": {"docker": "docker pulls only the engine's platform (linux/amd64): not comparable"},
+    "noop": {"floor": "nothing to send: the floor of a no-op is 0",
+             "floor-relay": "nothing to send: the floor of a no-op is 0"},
+    "memory": {"skopeo-sync": "same copy code as skopeo copy (measured)",
+               "docker": "the work happens in dockerd, not in a client process"},
+}
+
+
+def arc_names() -> list[str]:
+    return list(yaml.safe_load(IMAGE_SET.read_text())["images"])
+
+
+def noop_names(count: int) -> list[str]:
+    """The first 16 Arc names, then ``arc-extra-NN`` up to ``count``."""
+    base = arc_names()[:16]
+    return (base + [f"arc-extra-{i:02d}" for i in range(1, count - len(base) + 1)])[:count]
+
+
+def changed_names(names: Sequence[str], share: float = CHANGED_SHARE) -> list[str]:
+    """About ``share`` of ``names``, spread evenly (at least one)."""
+    count = max(1, round(share * len(names)))
+    return [names[min(len(names) - 1, int((i + 0.5) * len(names) / count))] for i in range(count)]
+
+
+def release_sizes(scale: float, images: int, platforms: int = 1) -> dict[str, int]:
+    """Layer sizes giving about ``RELEASE_BYTES * scale`` distinct bytes for ``images`` images."""
+    total = RELEASE_BYTES * scale
+    unique = total * (1 - BASE_SHARE - 2 * RUNTIME_SHARE) / (images * platforms)
+    return {"base_size": max(1024, int(total * BASE_SHARE)),
+            "shared_size": max(1024, int(total * RUNTIME_SHARE)),
+            "unique_size": max(1024, int(unique))}
+
+
+@dataclass
+class Blobs:
+    """The blobs one release needs: ``{digest: size}`` of manifests and of everything else."""
+
+    manifests: dict[str, int] = field(default_factory=dict)
+    data: dict[str, int] = field(default_factory=dict)  # configs and layers
+    owner: dict[str, str] = field(default_factory=dict)  # digest -> an image name whose repository has it
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(self.data.values())
+
+    def minus(self, other: "Blobs") -> "Blobs":
+        return Blobs({d: s for d, s in self.manifests.items() if d not in other.manifests},
+                     {d: s for d, s in self.data.items() if d not in other.data}, self.owner)
+
+
+def release_blobs(layout: Path, refs: dict[str, str]) -> Blobs:
+    """Every distinct blob reachable from ``refs`` in the OCI layout."""
+    blobs = Blobs()
+    digests = layout_refs(layout)
+
+    def walk(name: str, digest: str) -> None:
+        path = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+        blobs.manifests[digest] = path.stat().st_size
+        manifest = json.loads(path.read_bytes())
+        for child in manifest.get("manifests", []):
+            walk(name, child["digest"])
+        for descriptor in [manifest.get("config"), *manifest.get("layers", [])]:
+            if descriptor:
+                blobs.data[descriptor["digest"]] = descriptor["size"]
+                blobs.owner.setdefault(descriptor["digest"], name)
+
+    for name, ref in refs.items():
+        walk(name, digests[ref])
+    return blobs
+
+
+@dataclass
+class Case:
+    """One measured situation: a release in a source, a target state, the tools that run."""
+
+    scenario: str
+    label: str
+    source: Registry
+    names: list[str]
+    tag: str
+    digests: dict[str, str]  # name -> manifest digest the target must end with
+    blobs: Blobs  # what the floor pushes (the release's, or only the new ones)
+    seed: Path | None = None  # registry storage to copy into each fresh target
+    prep_tag: str | None = None  # what stateful tools copy (untimed) before the timed run
+    description: str = ""
+    poll_tree: bool = False
+
+
+class ScenarioData:
+    """Builds each scenario's releases into started source registries (once) and makes its cases."""
+
+    def __init__(self, workdir: Path, *, scale: float, noop_counts: tuple[int, int] = NOOP_COUNTS) -> None:
+        self.workdir = workdir
+        self.scale = scale
+        self.noop_counts = noop_counts
+        self.registries: list[Registry] = []
+        self.sources: dict[str, tuple[Registry, Path, dict]] = {}
+
+    def _registry(self, path: Path) -> Registry:
+        registry = Registry(path)
+        self.registries.append(registry)
+        return registry
+
+    def _source(self, key: str, names: Sequence[str], *, sizes: dict[str, int], multiarch: bool = False
+                ) -> tuple[Registry, Path]:
+        """A started source registry holding release ``key`` at TAG (built and loaded once)."""
+        if key not in self.sources:
+            layout = self.workdir / "layouts" / key
+            started = time.monotonic()
+            refs = build_release(layout, names, TAG, multiarch=names if multiarch else (),
+                                 compresslevel=0, **sizes)
+            built = time.monotonic()
+            source = self._registry(self.workdir / "sources" / key).start()
+            load_release(layout, refs, source, REPO, TAG, workers=8)
+            log(f"[{key}] built the layout ({len(names)} images, "
+                f"{megabytes(release_blobs(layout, refs).data_bytes)}) in {built - started:.1f}s, "
+                f"loaded it into the source {source.host} in {time.monotonic() - built:.1f}s")
+            self.sources[key] = (source, layout, {TAG: refs})
+        source, layout, _ = self.sources[key]
+        return source, layout
+
+    def _add_tag(self, key: str, names: Sequence[str], tag: str, *, sizes: dict[str, int],
+                 changed: Sequence[str]) -> dict[str, str]:
+        source, layout, releases = self.sources[key]
+        if tag not in releases:
+            releases[tag] = build_release(layout, names, tag, changed=changed, compresslevel=0, **sizes)
+            load_release(layout, releases[tag], source, REPO, tag, workers=8)
+        return releases[tag]
+
+    def _seed(self, key: str) -> Path:
+        """Registry storage holding exactly what source ``key`` holds now (a complete target).
+
+        Copied from the source's storage (the source is idle), once; each fresh target gets a copy.
+        """
+        seed = self.workdir / "seeds" / key / "storage"
+        if not seed.exists():
+            shutil.copytree(self.sources[key][0].storage, seed)
+        return seed
+
+    def _digests(self, key: str, tag: str) -> dict[str, str]:
+        _, layout, releases = self.sources[key]
+        digests = layout_refs(layout)
+        return {name: digests[ref] for name, ref in releases[tag].items()}
+
+    def cases(self, scenario: str) -> list[Case]:
+        names = arc_names()
+        if scenario in ("cold", "cold-multiarch"):
+            multi = scenario == "cold-multiarch"
+            key = "arc-multiarch" if multi else "arc"
+            sizes = release_sizes(self.scale, len(names), 2 if multi else 1)
+            source, layout = self._source(key, names, sizes=sizes, multiarch=multi)
+            refs = self.sources[key][2][TAG]
+            what = "empty target" + (", every image linux/amd64 + linux/arm64" if multi else "")
+            return [Case(scenario, scenario, source, names, TAG, self._digests(key, TAG),
+                         release_blobs(layout, refs), description=what)]
+        if scenario == "noop":
+            all_names = noop_names(max(self.noop_counts))
+            source, layout = self._source("noop", all_names, sizes=NOOP_SIZES)
+            seed = self._seed("noop")
+            digests = self._digests("noop", TAG)
+            cases = []
+            for count in self.noop_counts:
+                subset = all_names[:count]
+                cases.append(Case(scenario, f"noop-{count}", source, subset, TAG,
+                                  {n: digests[n] for n in subset}, Blobs(), seed=seed, prep_tag=TAG,
+                                  description="target already holds the release"))
+            return cases
+        if scenario == "incremental":
+            sizes = release_sizes(self.scale, len(names))
+            source, layout = self._source("arc", names, sizes=sizes)
+            before = self.sources["arc"][2][TAG]
+            if NEXT_TAG in self.sources["arc"][2]:
+                raise RuntimeError("the incremental seed must be taken before the next release is loaded")
+            seed = self._seed("arc")  # the source holds this month's release only
+            changed = changed_names(names)
+            after = self._add_tag("arc", names, NEXT_TAG, sizes=sizes, changed=changed)
+            new = release_blobs(layout, after).minus(release_blobs(layout, before))
+            return [Case(scenario, scenario, source, names, NEXT_TAG, self._digests("arc", NEXT_TAG), new,
+                         seed=seed, prep_tag=TAG,
+                         description=f"target holds {TAG}; {NEXT_TAG} changes the unique layer of "
+                                     f"{len(changed)} of {len(names)} images ({', '.join(changed)}) "
+                                     "and every config")]
+        if scenario == "memory":
+            name = ["arc-sqlmi"]
+            layer = max(1024 * 1024, int(MEMORY_LAYER_BYTES * self.scale))
+            sizes = {"unique_size": layer, "base_size": max(1024, int(4 * MB * self.scale)),
+                     "shared_size": max(1024, int(2 * MB * self.scale))}
+            source, layout = self._source("memory", name, sizes=sizes)
+            refs = self.sources["memory"][2][TAG]
+            return [Case(scenario, scenario, source, name, TAG, self._digests("memory", TAG),
+                         release_blobs(layout, refs), poll_tree=True,
+                         description=f"one image with a {megabytes(layer)} layer: peak RSS of the process tree")]
+        raise ValueError(f"unknown scenario {scenario!r}")
+
+    def describe(self, case: Case) -> dict:
+        """The case as the report's Data table shows it."""
+        return {
+            "label": case.label, "images": len(case.names), "tag": case.tag,
+            "bytes": case.blobs.data_bytes if case.blobs.data else self._release_bytes(case),
+            "new_bytes": case.blobs.data_bytes, "description": case.description,
+            "largest_blob": max(case.blobs.data.values(), default=0),
+        }
+
+    def _release_bytes(self, case: Case) -> int:
+        key = next(k for k, (s, _, _) in self.sources.items() if s is case.source)
+        _, layout, releases = self.sources[key]
+        refs = {n: r for n, r in releases[case.tag].items() if n in case.names}
+        return release_blobs(layout, refs).data_bytes
+
+    def close(self) -> None:
+        """Stop the source registries."""
+        for registry in self.registries:
+            registry.stop()
+        self.registries.clear()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import fcntl
 import http
-import itertools
 import logging
 import re
 import socket
@@ -49,13 +48,12 @@ from functools import partial
 from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
+from testbed.loopback import LoopbackRelay
+
 log = logging.getLogger(__name__)
 
-LISTEN_ADDRESS = "127.0.0.1"
 CHUNK = 64 * 1024
 IO_TIMEOUT = 120.0
-ACCEPT_POLL = 0.1
-JOIN_TIMEOUT = 5.0
 TRICKLE_TICK = 0.1
 DRAIN_TIMEOUT = 2.0
 MAX_LINE = 64 * 1024
@@ -92,7 +90,7 @@ class Seen:
 
 # -- HTTP messages ---------------------------------------------------------------
 
-class _ProtocolError(Exception):
+class _ProtocolError(ValueError):
     """A peer sent something that is not HTTP/1.1, or closed mid-message."""
 
 
@@ -267,6 +265,20 @@ def _read_chunked(reader) -> Iterator[tuple[bool, bytes]]:
     while (trailer := _readline(reader)) not in (b"\r\n", b"\n"):
         yield False, trailer
     yield False, trailer
+
+
+def request_heads(reader) -> Iterator[_Head]:
+    """The request heads of an HTTP/1.1 request stream, reading past their bodies.
+
+    For a passive tap (:mod:`testbed.relay` counts requests with it): each head is
+    yielded once parsed, then its body (``Content-Length`` or chunked) is read and
+    dropped. Ends at a clean EOF between requests; raises :class:`ValueError`
+    (or :class:`IndexError`) when the stream is not HTTP/1.1 or ends mid-request.
+    """
+    while (head := _read_head(reader)) is not None:
+        yield head
+        for _ in _read_body(reader, _request_framing(head)):
+            pass
 
 
 def _keep_alive(request: _Head, response: _Head, framing: _Framing) -> bool:
@@ -643,7 +655,7 @@ class Rule:
 
 # -- the proxy -------------------------------------------------------------------------
 
-class FaultProxy:
+class FaultProxy(LoopbackRelay):
     """A threaded reverse proxy to ``upstream`` (``"127.0.0.1:PORT"`` of a plain-HTTP registry).
 
     Listens on ``127.0.0.1:port`` (a free port by default; bound at construction,
@@ -652,79 +664,11 @@ class FaultProxy:
     :meth:`stop` joins them all.
     """
 
-    #: The hostname clients should use in URLs (the socket listens on 127.0.0.1).
-    hostname = "127.0.0.1"
-
     def __init__(self, upstream: str, *, port: int | None = None):
-        self.upstream = _strip_scheme(upstream)
-        host, _, upstream_port = self.upstream.rpartition(":")
-        self.upstream_address = (host, int(upstream_port))
-        self._listener: socket.socket | None = None
-        self.port = self._bind(port or 0)
-        self.host = f"{self.hostname}:{self.port}"
-        self.url = f"http://{self.host}"
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        super().__init__(_strip_scheme(upstream), port=port)
         self._paused = threading.Event()
         self._rules: list[Rule] = []
         self._seen: list[Seen] = []
-        self._connections: set[_Connection] = set()
-        self._threads: list[threading.Thread] = []
-        self._numbers = itertools.count(1)
-        self._acceptor: threading.Thread | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url} -> {self.upstream}>"
-
-    # -- lifecycle ----------------------------------------------------------------
-
-    def _bind(self, port: int) -> int:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((LISTEN_ADDRESS, port))
-        listener.settimeout(ACCEPT_POLL)
-        self._listener = listener
-        return listener.getsockname()[1]
-
-    def start(self) -> "FaultProxy":
-        """Start accepting connections (again, after :meth:`stop`, on the same port)."""
-        if self.running:
-            return self
-        if self._listener is None:
-            self._bind(self.port)
-        self._stopping.clear()
-        self._listener.listen(64)
-        self._acceptor = threading.Thread(target=self._accept_loop, args=(self._listener,),
-                                          name=f"{self!r} accept", daemon=True)
-        self._acceptor.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, cut every open connection and join all threads."""
-        self._stopping.set()
-        if self._acceptor is not None:
-            self._acceptor.join(JOIN_TIMEOUT)
-            self._acceptor = None
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            connections, threads = list(self._connections), list(self._threads)
-            self._threads.clear()
-        for connection in connections:
-            connection.abort()
-        for thread in threads:
-            thread.join(JOIN_TIMEOUT)
-
-    @property
-    def running(self) -> bool:
-        return self._acceptor is not None and self._acceptor.is_alive()
-
-    def __enter__(self) -> "FaultProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def pause(self) -> None:
         """Act dead: close new connections at once, and existing ones at their next request."""
@@ -824,27 +768,14 @@ class FaultProxy:
 
     # -- serving -----------------------------------------------------------------
 
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if self._paused.is_set():
-                sock.close()
-                continue
-            self._spawn(_Connection(_Peer(sock, "client"), next(self._numbers)))
-
-    def _spawn(self, connection: _Connection) -> None:
-        thread = threading.Thread(target=self._serve, args=(connection,),
-                                  name=f"{self!r} connection {connection.number}", daemon=True)
+    def _accepted(self, sock: socket.socket) -> None:
+        if self._paused.is_set():
+            sock.close()
+            return
+        connection = _Connection(_Peer(sock, "client"), next(self._numbers))
         with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
             self._connections.add(connection)
-        thread.start()
+        self._start_thread(self._serve, f"{self!r} connection {connection.number}", connection)
 
     def _serve(self, connection: _Connection) -> None:
         """Serve the requests of one client connection until it closes."""

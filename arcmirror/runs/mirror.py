@@ -13,7 +13,7 @@ from ..oci.platform import Platform
 from ..oci.reference import ImageRef, join_repository
 from ..settings.load import Settings
 from . import report
-from .plan import AUTO_TAGS, Plan, target_tag_for
+from .plan import AUTO_TAGS, Plan, target_of, target_tag_for
 from .release import release_images, resolve_release_tag
 from .report import StepRun, copy_step, whole_run_failed
 from .wiring import make_copier, open_client
@@ -56,9 +56,8 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: Plan 
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
             # an image the plan found incomplete in the target (tag in place, a blob lost) is repaired
-            jobs = [ImageJob(i.name, i.source_repository, i.digest, join_repository(settings.target.repository, i.name),
-                             target_tag_for(settings, plan.tag), repair=i.in_target is False)
-                    for i in plan.ok_images]
+            jobs = [ImageJob(i.name, i.source_repository, i.digest, *target_of(settings, plan, i),
+                             repair=i.in_target is False) for i in plan.ok_images]
             platforms = [Platform.parse(p) for p in plan.platforms]
             settings = with_release_tag(settings, plan.tag)
         else:

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 from benchmarks.measure import Measurement, Row, log, process_cpu, registry_pid, stored_bytes
 from benchmarks.report import BenchReport, code_version, machine_info
 from benchmarks.scenarios import NOOP_COUNTS, NOT_MEASURED, REPO, ROOT, SCENARIOS, Case, ScenarioData
-from benchmarks.tools import TOOLS, FloorTool, RunContext, Tool, ToolError, invoke_tasks, make_tools
+from benchmarks.tools import OPTIONAL_TOOLS, TOOLS, FloorTool, RunContext, Tool, ToolError, invoke_tasks, make_tools
 from testbed import dockerd
 from testbed.registry import Registry
 
@@ -44,14 +44,14 @@ class Bench:
     """Runs every tool on every case of the scenarios asked for; one instance per benchmark."""
 
     def __init__(self, workdir: Path, *, scale: float, runs: int, tools: Sequence[str], keep: bool,
-                 drop_caches: bool, noop_counts: tuple[int, int] = NOOP_COUNTS) -> None:
+                 drop_caches: bool, noop_counts: tuple[int, int] = NOOP_COUNTS, baseline: Path | None = None) -> None:
         self.workdir = workdir
         self.runs = runs
         self.keep = keep
         self.drop_caches = drop_caches
         self._tasks: set[str] | None = None
         self.data = ScenarioData(workdir, scale=scale, noop_counts=noop_counts)
-        self.tools = make_tools(tools, tasks=self.tasks, workdir=workdir)
+        self.tools = make_tools(tools, tasks=self.tasks, workdir=workdir, baseline=baseline)
         self.targets: list[Registry] = []
         self.rows: list[Row] = []
         self.case_info: list[dict] = []
@@ -172,7 +172,7 @@ def run_benchmark(
     *,
     scale: float = 1.0,
     runs: int = 3,
-    tools: Iterable[str] = TOOLS,
+    tools: Iterable[str] = tuple(t for t in TOOLS if t not in OPTIONAL_TOOLS),
     scenarios: Iterable[str] = SCENARIOS,
     workdir: os.PathLike | str | None = None,
     output: os.PathLike | str | None = None,
@@ -180,6 +180,7 @@ def run_benchmark(
     drop_caches: bool = False,
     command: str | None = None,
     noop_counts: Sequence[int] = NOOP_COUNTS,
+    baseline: os.PathLike | str | None = None,
 ) -> BenchReport:
     """Run the benchmark; write the Markdown report to ``output`` (when given) and return it.
 
@@ -204,8 +205,11 @@ def run_benchmark(
     load_before = os.getloadavg()
     machine = machine_info()  # before the runs: the versions that were measured
     started = time.monotonic()
+    baseline = Path(baseline).resolve() if baseline else None
+    if baseline is not None:
+        machine["arcmirror-baseline"] = f"{baseline} at {code_version(baseline)}"
     bench = Bench(work, scale=scale, runs=runs, tools=tools, keep=keep, drop_caches=drop_caches,
-                  noop_counts=(few, many))
+                  noop_counts=(few, many), baseline=baseline)
     try:
         for scenario in SCENARIOS:
             if scenario in scenarios:
@@ -258,8 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="data size factor: 1 = about 400 MB of distinct blobs (and a 1 GB layer "
                              "in the memory case); 0.01 for a smoke run")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported (default 3)")
-    parser.add_argument("--only", type=lambda t: _names(t, TOOLS, "--only"), default=list(TOOLS),
-                        metavar="TOOLS", help=f"comma-separated tools (default all: {','.join(TOOLS)})")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="another checkout of arcmirror (e.g. a git worktree of an older commit): timed as "
+                             "arcmirror-baseline on the same data, in the same run")
+    parser.add_argument("--only", type=lambda t: _names(t, TOOLS, "--only"), default=None,
+                        metavar="TOOLS", help=f"comma-separated tools (default all but arcmirror-baseline, which "
+                                              f"needs --baseline: {','.join(TOOLS)})")
     parser.add_argument("--scenarios", type=lambda t: _names(t, SCENARIOS, "--scenarios"), default=list(SCENARIOS),
                         metavar="LIST", help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
@@ -284,10 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--noop-images takes two image counts, the first smaller, e.g. 16,64")
     given = argv if argv is not None else sys.argv[1:]
     command = "python -m benchmarks.bench " + " ".join(shlex.quote(a) for a in given)
-    report = run_benchmark(scale=args.scale, runs=args.runs, tools=args.only, scenarios=args.scenarios,
+    tools = args.only or [t for t in TOOLS if t not in OPTIONAL_TOOLS or args.baseline]
+    report = run_benchmark(scale=args.scale, runs=args.runs, tools=tools, scenarios=args.scenarios,
                            workdir=args.workdir, output=None if args.output == "-" else args.output,
                            keep=args.keep, drop_caches=args.drop_caches, command=command.strip(),
-                           noop_counts=noop_counts)
+                           noop_counts=noop_counts, baseline=args.baseline)
     print(report.results_table())
     noop = report.noop_table()
     if noop:

@@ -253,13 +253,13 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}×"
 
 
-def code_version() -> str:
-    """The commit of the work tree that runs (``+ uncommitted changes`` when tracked files differ);
-    "unknown" in a tree without git (an unpacked archive, or no git installed)."""
+def code_version(root: Path | None = None) -> str:
+    """The commit of the work tree at ``root`` (this one by default; ``+ uncommitted changes`` when tracked
+    files differ); "unknown" in a tree without git (an unpacked archive, or no git installed)."""
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=20,
-                                  check=False)
+            done = subprocess.run(["git", "-C", str(root or ROOT), *args], capture_output=True, text=True,
+                                  timeout=20, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None

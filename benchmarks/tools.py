@@ -44,7 +44,10 @@ from benchmarks.scenarios import REPO, ROOT, Case
 from testbed import dockerd
 from testbed.registry import Registry
 
-TOOLS = ("floor", "floor-relay", "arcmirror", "pull-push", "skopeo-copy", "skopeo-sync", "docker")
+TOOLS = ("floor", "floor-relay", "arcmirror", "arcmirror-baseline", "pull-push", "skopeo-copy", "skopeo-sync",
+         "docker")
+#: Timed only when another checkout of arcmirror is given (``--baseline DIR``): the same data, the same run.
+OPTIONAL_TOOLS = ("arcmirror-baseline",)
 FLOOR_PARALLEL = 4
 #: The variable the pull-push runner passes to ``invoke pull``/``invoke push`` for the local store.
 STORE_VARIABLE = "MIRROR_STORE"
@@ -60,13 +63,14 @@ def arcmirror_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def invoke_command(*args: str) -> list[str]:
-    return [arcmirror_python(), "-m", "invoke", "--search-root", str(ROOT), *args]
+def invoke_command(*args: str, root: Path = ROOT) -> list[str]:
+    """``invoke ARGS`` for the checkout at ``root`` (this one, or a baseline), with this checkout's interpreter."""
+    return [arcmirror_python(), "-m", "invoke", "--search-root", str(root), *args]
 
 
-def invoke_tasks() -> set[str]:
-    """Task names that ``invoke --list`` shows for the project."""
-    result = subprocess.run(invoke_command("--list"), capture_output=True, text=True, check=False,
+def invoke_tasks(root: Path = ROOT) -> set[str]:
+    """Task names that ``invoke --list`` shows for the checkout at ``root``."""
+    result = subprocess.run(invoke_command("--list", root=root), capture_output=True, text=True, check=False,
                             cwd=tempfile.gettempdir(), timeout=60)
     return {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()}
 
@@ -197,20 +201,26 @@ def arcmirror_env(ctx: RunContext, report_dir: Path, **more: str) -> dict[str, s
 
 
 class ArcmirrorTool(Tool):
+    """``invoke mirror`` of this checkout, or (``arcmirror-baseline``) of another one given as ``root``."""
+
     name = "arcmirror"
 
+    def __init__(self, tasks: Callable[[], set[str]], root: Path | None = ROOT, name: str = "arcmirror") -> None:
+        self._tasks = tasks
+        self.root = root
+        self.name = name
+
     def unavailable(self) -> str | None:
+        if self.root is None:
+            return "give --baseline DIR (another checkout of arcmirror) to time it beside this one"
         if "mirror" not in self._tasks():
             return "`invoke --list` shows no mirror task"
         return None
 
-    def __init__(self, tasks: Callable[[], set[str]]) -> None:
-        self._tasks = tasks
-
     def mirror(self, ctx: RunContext, report_dir: Path) -> tuple[ProcResult, dict]:
         report_dir.mkdir(parents=True, exist_ok=True)
-        result = run_measured(invoke_command("mirror"), env=arcmirror_env(ctx, report_dir), cwd=ctx.workdir,
-                              poll_tree=ctx.case.poll_tree)
+        result = run_measured(invoke_command("mirror", root=self.root), env=arcmirror_env(ctx, report_dir),
+                              cwd=ctx.workdir, poll_tree=ctx.case.poll_tree)
         _check(result, "invoke mirror")
         record = json.loads((report_dir / "mirror.json").read_text())
         return result, record
@@ -361,12 +371,16 @@ class DockerTool(Tool):
             self.engine = None
 
 
-def make_tools(names: Sequence[str], *, tasks: Callable[[], set[str]], workdir: Path) -> dict[str, Tool]:
-    """The tools called ``names``, in :data:`TOOLS` order; ``tasks`` gives ``invoke --list``'s task names."""
+def make_tools(names: Sequence[str], *, tasks: Callable[[], set[str]], workdir: Path,
+               baseline: Path | None = None) -> dict[str, Tool]:
+    """The tools called ``names``, in :data:`TOOLS` order; ``tasks`` gives ``invoke --list``'s task names;
+    ``baseline`` is another checkout of arcmirror to time as ``arcmirror-baseline``."""
     makers: dict[str, Callable[[], Tool]] = {
         "floor": FloorTool,
         "floor-relay": RelayFloorTool,
         "arcmirror": lambda: ArcmirrorTool(tasks),
+        "arcmirror-baseline": lambda: ArcmirrorTool(lambda: invoke_tasks(baseline), baseline,
+                                                    "arcmirror-baseline"),
         "pull-push": lambda: PullPushTool(tasks, workdir),
         "skopeo-copy": SkopeoCopyTool,
         "skopeo-sync": SkopeoSyncTool,

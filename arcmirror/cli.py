@@ -32,6 +32,12 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def checkout() -> Path | None:
+    """The clone of arcmirror this code runs from (with tests/, benchmarks/, pyproject.toml), if it does."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "tests").is_dir() else None
+
+
 def helps(*options: str, **extra: str) -> dict[str, str]:
     """``--help`` texts: the options that set a variable take theirs from the variable table."""
     return {**{name: option_help(name) for name in options}, **extra}

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from ..oci.platform import Platform
 from ..oci.reference import registry_problem, repository_problem, tag_problem
 
-DEFAULT_IMAGE_SET = Path(__file__).resolve().parent.parent.parent / "config" / "arc-data-services.yaml"
+#: The image set shipped with arcmirror (the top-level config/ of a checkout links to the same folder).
+DEFAULT_IMAGE_SET = Path(__file__).resolve().parent.parent / "config" / "arc-data-services.yaml"
 ROUTES = ("registry", "docker")
 DISCOVER_MODES = ("set", "catalog")
 _TRUE = {"1", "true", "yes", "on"}

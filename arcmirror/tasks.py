@@ -22,10 +22,10 @@ from invoke import task as plain_task
 from . import cli
 from .cli import (
     EXIT_USAGE,
+    checkout,
     failures_exit_1,
     finish,
     helps,
-    checkout,
     say,
     settings_from_options,
     task,
@@ -314,7 +314,8 @@ def build(c, dist=None):
     pip install --no-index --find-links dist/wheelhouse arcmirror), and arcmirror.pyz with shiv
     from that wheelhouse only. Needs the development tools of requirements-dev.txt and a package index.
     """
-    from .runs.build import BuildError, build as make
+    from .runs.build import BuildError
+    from .runs.build import build as make
 
     root = checkout()
     if root is None:

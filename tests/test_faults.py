@@ -207,8 +207,10 @@ def test_broken_manifests_are_refused_with_an_explanation(big, fault_proxy, body
 
 def test_a_manifest_that_does_not_match_its_digest_fails_the_image(big, fault_proxy, new_registry, tmp_path):
     proxy = fault_proxy(big.registry)
-    proxy.status("GET", r"/arc-controller/manifests/sha256:", 200,
-                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    # by digest, and by tag with the registry's Docker-Content-Digest header: the body is not that manifest
+    proxy.status("GET", r"/arc-controller/manifests/", 200,
+                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                          "Docker-Content-Digest": big.digests["arc-controller"]},
                  body=b'{"schemaVersion":2,"config":{},"layers":[]}', times=None)
     target = new_registry()
     run = invoke(["mirror"], _env(proxy.host, target), tmp_path)

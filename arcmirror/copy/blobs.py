@@ -20,7 +20,7 @@ from ..oci.errors import DigestMismatchError
 from ..registry.errors import TransientError
 from ..registry.retry import RetryPolicy
 
-#: Blobs at least this big are looked for in sibling repositories of the target before an upload.
+#: A dry run looks for blobs at least this big in sibling repositories of the target (for its estimate).
 PROBE_MIN_SIZE = 32 * 1024
 PROBE_NEIGHBOURS = 2
 
@@ -75,8 +75,15 @@ class BlobPlacer:
     """Puts blobs into target repositories for one run; shared by every image of the run.
 
     ``located`` remembers which target repositories hold which blobs (for mounts and skips);
-    ``inflight`` holds the transfers under way, so a blob several images need moves once.
-    ``repositories`` are the run's target repositories, where a missing layer is looked for first.
+    ``inflight`` holds the transfers under way, so a blob several images need moves once; ``fresh``
+    are the blobs this run streamed into the target (new to it). ``repositories`` are the run's target
+    repositories, where a missing layer is looked for first.
+
+    Round trips per blob, as few as the protocol allows: a blob already placed in this run as new
+    to the target is mounted from where it went, without asking first whether this repository has it
+    (it cannot, being new; a mount answers "created" either way). Any other blob is asked for (HEAD);
+    when missing, one POST both tries to mount it from a sibling repository of the run (a layer an
+    earlier month put there) and, when that sibling has none, opens the upload that the PUT fills.
     """
 
     def __init__(self, source: Source, target: Target, *, retry: RetryPolicy, dry_run: bool,
@@ -92,6 +99,8 @@ class BlobPlacer:
         self._lock = threading.Lock()
         self.located: dict[str, set[str]] = {}
         self.inflight: dict[str, Future] = {}
+        self.fresh: set[str] = set()
+        self.streams = threading.BoundedSemaphore(1 << 16)  # blob bodies in flight at once (the copier sets it)
 
     def ensure(self, job, digest: str, size: int) -> str:
         """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
@@ -116,6 +125,8 @@ class BlobPlacer:
             outcome = self._place(job, digest, size, holders)
             with self._lock:
                 holders.add(repo)
+                if outcome == "copied":
+                    self.fresh.add(digest)
             mine.set_result(outcome)
             return outcome
         except BaseException as exc:
@@ -127,30 +138,27 @@ class BlobPlacer:
 
     def _place(self, job, digest: str, size: int, holders: set[str]) -> str:
         repo = job.target_repo
+        elsewhere = sorted(holders - {repo})
+        mountable = isinstance(self.target, CrossRepositoryMount)
+        if mountable and elsewhere and digest in self.fresh and not self.dry_run:
+            return "mounted" if self._stream(job, digest, size, mount_from=elsewhere[0]) else "copied"
         if self.target.has_blob(repo, digest):
             return "skipped"
-        sources = sorted(holders - {repo}) or self._probe_neighbours(repo, digest, size)
         if self.dry_run:
-            return "mounted" if sources else "copied"
-        if isinstance(self.target, CrossRepositoryMount):
-            for other in sources:
-                if self.target.mount_blob(repo, digest, other):
-                    return "mounted"
-        self._stream(job, digest, size)
-        return "copied"
+            return "mounted" if elsewhere or self._probe_neighbours(repo, digest, size) else "copied"
+        candidate = (elsewhere or [r for r in self.repositories if r != repo] or [None])[0] if mountable else None
+        return "mounted" if self._stream(job, digest, size, mount_from=candidate) else "copied"
 
     def _probe_neighbours(self, repo: str, digest: str, size: int) -> list[str]:
-        """Target repositories of this run's other images that already hold the blob (from earlier runs).
-
-        Images of a release share layers, so a layer missing here is often in a sibling repository:
-        a HEAD there, then a mount, replaces an upload. Only for blobs big enough to be worth a request.
-        """
+        """For a dry run's estimate: target repositories of this run's other images that hold the blob."""
         if size < PROBE_MIN_SIZE:
             return []
         neighbours = [r for r in self.repositories if r != repo][:PROBE_NEIGHBOURS]
         return [r for r in neighbours if self.target.has_blob(r, digest)][:1]
 
-    def _stream(self, job, digest: str, size: int) -> None:
+    def _stream(self, job, digest: str, size: int, mount_from: str | None = None) -> bool:
+        """Upload the blob from the source (verified as it flows), or mount it from ``mount_from`` when the
+        target can; True when it was mounted (the source was not read)."""
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
             body = VerifyingBody(
@@ -158,8 +166,11 @@ class BlobPlacer:
                 lambda n: self._on_sent(job, n),
             )
             try:
-                self.target.put_blob(job.target_repo, digest, size, body)
-                return
+                with self.streams:
+                    if mount_from is not None and isinstance(self.target, CrossRepositoryMount):
+                        return self.target.mount_or_put_blob(job.target_repo, digest, size, body, mount_from)
+                    self.target.put_blob(job.target_repo, digest, size, body)
+                    return False
             except TransientError as exc:
                 if attempt == attempts:
                     raise TransientError(
@@ -167,3 +178,4 @@ class BlobPlacer:
                         exc.hint or "run again: blobs already copied are not sent again",
                     ) from None
                 self._sleep(self.retry.delay(attempt, exc.retry_after))
+        raise AssertionError("unreachable")

@@ -9,8 +9,9 @@ of the image follow it (:mod:`.referrers`). One failing image never stops the ot
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -31,9 +32,18 @@ from ..oci.referrers import merged_index, schema_tag
 from ..registry.retry import RetryPolicy
 from .blobs import BlobPlacer
 from .referrers import find as find_referrers
+from .referrers import has_referrers_api
 
 #: How deep a manifest tree may go (an index, a nested index, an image, its referrers).
 MAX_DEPTH = 4
+#: Blob tasks (HEAD, mount, upload) that may be under way per image in flight: an image's blobs are looked
+#: at together, while at most ``concurrency`` blob bodies stream at once (``BlobPlacer.streams``).
+BLOB_TASKS_PER_IMAGE = 4
+
+
+def requests_in_flight(concurrency: int) -> int:
+    """How many requests a copy with ``concurrency`` may have open at once on one registry (images, blobs)."""
+    return concurrency * (BLOB_TASKS_PER_IMAGE + 1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,9 @@ class Copier:
         """Copy every job; one failing image never stops the others. Results keep the jobs' order."""
         jobs = list(jobs)
         self._blobs.repositories = sorted({job.target_repo for job in jobs})
-        self._blob_pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob")
+        self._blobs.streams = threading.BoundedSemaphore(self.concurrency)
+        self._blob_pool = ThreadPoolExecutor(requests_in_flight(self.concurrency) - self.concurrency,
+                                             thread_name_prefix="blob")
         try:
             return cancel.run_all(self.copy_image, jobs, self.concurrency, self._abandoned, "image")
         finally:
@@ -171,23 +183,27 @@ class Copier:
 
     def _copy_image(self, job: ImageJob, result: ImageResult) -> None:
         source_ref = f"{job.source_repo}{'@' if is_digest(job.source_ref) else ':'}{job.source_ref}"
-        digest = job.source_ref if is_digest(job.source_ref) else self.source.resolve(job.source_repo, job.source_ref)
-        if digest is None:
-            nearest = nearest_tags(job.source_ref, self.source.list_tags(job.source_repo))
-            raise NotFoundError(
-                f"{source_ref} does not exist on the {self.source.label}"
-                + (f" (the nearest tags of {job.source_repo}: {', '.join(nearest)})" if nearest else
-                   f" ({job.source_repo} has no tags there)"),
-                "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)",
-            )
-        result.source_digest = digest
+        tags = self._prefetch_tags(job)  # the referrer check's tag list, read while the rest goes on
         current = self.target.resolve(job.target_repo, job.target_tag)
+        manifest: Manifest | None = None
+        if is_digest(job.source_ref):
+            digest = job.source_ref
+        elif current is None:
+            # nothing under that tag in the target: read the source manifest by tag at once (one request
+            # where HEAD, then GET, would be two); its digest is its own sha256, pinned from here on
+            manifest = self._source_manifest(job, source_ref)
+            digest = manifest.digest
+        else:
+            digest = self.source.resolve(job.source_repo, job.source_ref)  # HEAD: a no-op reads no manifest
+            if digest is None:
+                raise self._not_found(job, source_ref)
+        result.source_digest = digest
         if current == digest and not self.platforms and not (self.repair or job.repair):
             # the tag is in place, and a registry takes a manifest only when everything it references is
             # there: the image is complete (a lost blob is what --repair and verify are for)
             result.status, result.digest = "up-to-date", digest
             if self.referrers:
-                self._copy_referrers(job, result, lambda: self._tree_digests(job, digest))
+                self._copy_referrers(job, result, lambda: self._tree_digests(job, digest), digest, tags)
                 if result.manifests_pushed or result.referrers_copied:
                     result.status = "would-copy" if self.dry_run else "copied"
             return
@@ -195,7 +211,7 @@ class Copier:
             # --repair: check the tree from the target itself (no rate-limited GET on the source) and
             # send again whatever was lost since, e.g. a blob deleted by garbage collection
             manifest = self.target.get_manifest(job.target_repo, digest)
-        else:
+        elif manifest is None:
             manifest = self.source.get_manifest(job.source_repo, digest)
         result.media_type = manifest.media_type
         rewritten: dict[str, Manifest] = {}  # nested indexes filtered by MIRROR_PLATFORMS: in no registry yet
@@ -209,9 +225,24 @@ class Copier:
                         rewritten=rewritten)
         if self.referrers:
             subjects = list(result.tree)
-            self._copy_referrers(job, result, lambda: subjects)
+            self._copy_referrers(job, result, lambda: subjects, result.tree[0], tags)
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
         result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
+
+    def _source_manifest(self, job: ImageJob, source_ref: str) -> Manifest:
+        try:
+            return self.source.get_manifest(job.source_repo, job.source_ref)
+        except NotFoundError:
+            raise self._not_found(job, source_ref) from None
+
+    def _not_found(self, job: ImageJob, source_ref: str) -> NotFoundError:
+        nearest = nearest_tags(job.source_ref, self.source.list_tags(job.source_repo))
+        return NotFoundError(
+            f"{source_ref} does not exist on the {self.source.label}"
+            + (f" (the nearest tags of {job.source_repo}: {', '.join(nearest)})" if nearest else
+               f" ({job.source_repo} has no tags there)"),
+            "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)",
+        )
 
     def _tree_digests(self, job: ImageJob, digest: str) -> list[str]:
         """The manifest digests of an image already in the target (read from the target)."""
@@ -240,9 +271,19 @@ class Copier:
                 self.target.put_manifest(job.target_repo, reference, manifest)
             result.manifests_pushed += 1
 
-    def _copy_referrers(self, job: ImageJob, result: ImageResult, subjects: Callable[[], list[str]]) -> None:
+    def _prefetch_tags(self, job: ImageJob) -> Future | None:
+        """Start reading the source repository's tag list (the referrers tag schema, cosign's tags) now, in
+        parallel with the image's other requests: one round trip less on the image's path."""
+        pool = self._blob_pool
+        if not self.referrers or pool is None or has_referrers_api(self.source):
+            return None
+        return pool.submit(self.source.list_tags, job.source_repo)
+
+    def _copy_referrers(self, job: ImageJob, result: ImageResult, subjects: Callable[[], list[str]],
+                        top: str, tags: Future | None) -> None:
         """Copy the referrers of every manifest of the image (and theirs), then list them in the target."""
-        found = find_referrers(self.source, job.source_repo, subjects, self.referrer_types)
+        found = find_referrers(self.source, job.source_repo, subjects, self.referrer_types,
+                               tags=None if tags is None else tags.result(), top=top)
         result.referrers = len(found.referrers) + len(found.cosign)
         for referrer in found.referrers:
             if self.target.resolve(job.target_repo, referrer.digest) != referrer.digest:

@@ -20,24 +20,31 @@ from ..oci.referrers import (
 )
 
 
-def _may_have_api(source: Source) -> bool:
-    """Can the source list referrers through the API? (unknown until asked: yes)"""
-    return isinstance(source, ReferrersAPI) and source.has_referrers_api is not False
+def has_referrers_api(source: Source) -> bool | None:
+    """Does the source list referrers through the OCI referrers API? (None: not asked yet)"""
+    return source.has_referrers_api if isinstance(source, ReferrersAPI) else False
 
 
 def find(source: Source, repository: str, subjects: Iterable[str] | Callable[[], Iterable[str]],
-         types: Sequence[str] = (), tags: Sequence[str] | None = None) -> Found:
+         types: Sequence[str] = (), tags: Sequence[str] | None = None, top: str | None = None) -> Found:
     """Referrers of ``subjects`` and of those referrers (up to 4 levels), through the API and the tag schema.
 
     ``subjects`` may be a function: it is called only when the repository can have referrers at all
     (a tag of the schema or of cosign exists, or the source has a referrers API), which keeps a no-op
-    run from reading manifests it does not need.
+    run from reading manifests it does not need. Whether the source has the API is asked once per run,
+    about ``top`` (the image's own digest). When the API answered, the repository's tag list is not
+    read: the API lists every referrer, so the tag schema's tags and cosign's are not looked for.
     """
-    tags = set(source.list_tags(repository) if tags is None else tags)
+    api = has_referrers_api(source)
+    tags = set() if api else set(source.list_tags(repository) if tags is None else tags)
     found = Found()
     if callable(subjects):
-        if not any(t.startswith("sha256-") for t in tags) and not _may_have_api(source):
-            return found
+        if not any(t.startswith("sha256-") for t in tags) and api is not True:
+            if api is None and top is not None:
+                source.referrers(repository, top)  # the one probe of the run: does the API exist?
+                api = has_referrers_api(source)
+            if not api:
+                return found
         subjects = subjects()
     seen: set[str] = set()
     level = list(dict.fromkeys(subjects))

@@ -74,5 +74,7 @@ class IndexesSubjects(Protocol):
 class CrossRepositoryMount(Protocol):
     """A target that can link a blob it already holds in another of its repositories."""
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
-        """True when mounted; False when the target cannot (it then expects an upload)."""
+    def mount_or_put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes],
+                          from_repository: str) -> bool:
+        """Mount the blob from ``from_repository`` when that repository holds it (True; ``body`` is not read),
+        else store it from ``body`` as :meth:`Target.put_blob` does (False), in as few requests as it can."""

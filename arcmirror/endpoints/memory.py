@@ -101,8 +101,10 @@ class MemoryRegistry:
         self._write("manifest", repository, reference)
         self.add_manifest(repository, manifest, None if is_digest(reference) else reference)
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+    def mount_or_put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes],
+                          from_repository: str) -> bool:
         if not self.has_blob(from_repository, digest):
+            self.put_blob(repository, digest, size, body)
             return False
         self._write("mount", repository, digest)
         self._repo(repository).blobs.add(digest)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Iterable, Iterator
 
 import requests
 import urllib3
 
+from .. import cancel
 from ..oci.digest import CHUNK
 from ..oci.manifest import Manifest
 from ..registry.client import RegistryClient, short_reason
@@ -25,6 +27,7 @@ class RegistryEndpoint:
         self.client = client
         self.label = client.label
         self.has_referrers_api: bool | None = None  # unknown until the first answer
+        self._probe = threading.Lock()
 
     def resolve(self, repository: str, reference: str) -> str | None:
         return self.client.head_manifest(repository, reference)
@@ -64,11 +67,13 @@ class RegistryEndpoint:
         return self.client.list_tags(repository, missing_ok=True)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
-        if self.has_referrers_api is False:
-            return None
-        entries = self.client.referrers(repository, digest)
-        self.has_referrers_api = entries is not None
-        return entries
+        if self.has_referrers_api is None:
+            with self._probe:  # one request finds out whether the API exists; the others wait for it
+                if self.has_referrers_api is None:
+                    entries = self.client.referrers(repository, digest)
+                    self.has_referrers_api = entries is not None
+                    return entries
+        return self.client.referrers(repository, digest) if self.has_referrers_api else None
 
     @property
     def keeps_referrers(self) -> bool:
@@ -78,20 +83,26 @@ class RegistryEndpoint:
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.client.has_blob(repository, digest)
 
-    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+    def mount_or_put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes],
+                          from_repository: str) -> bool:
+        """One POST asks to mount; when the registry cannot, the upload it opened instead takes the PUT."""
         location = self.client.start_upload(repository, mount=digest, mount_from=from_repository)
         if location is None:
             return True
-        self.client.cancel_upload(location, repository)
+        self._upload(repository, location, digest, size, body)
         return False
 
     def put_blob(self, repository: str, digest: str, size: int, body: Iterable[bytes]) -> None:
         location = self.client.start_upload(repository)
         assert location is not None
+        self._upload(repository, location, digest, size, body)
+
+    def _upload(self, repository: str, location: str, digest: str, size: int, body: Iterable[bytes]) -> None:
         try:
             self.client.finish_upload(repository, location, digest, size, body if size else b"")
         except BaseException:
-            self.client.cancel_upload(location, repository)
+            if not cancel.requested():  # a cancelled run does not wait for more requests; the registry expires it
+                self.client.cancel_upload(location, repository)
             raise
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:

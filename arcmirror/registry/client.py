@@ -59,7 +59,10 @@ class RegistryClient(RegistrySession):
         with response:
             data = _read_capped(response, MAX_MANIFEST_BYTES, f"{what} on the {self.label}")
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
-        digest = reference if reference.startswith("sha256:") else sha256_digest(data)
+        # by digest: the content must hash to it; by tag: to the digest the registry says it serves, if it does
+        claimed = response.headers.get("Docker-Content-Digest", "")
+        digest = reference if reference.startswith("sha256:") else \
+            claimed if claimed.startswith("sha256:") else sha256_digest(data)
         return Manifest.parse(data, digest, f"{what} on the {self.label}", content_type)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:

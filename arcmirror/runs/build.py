@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..oci.errors import HintedError
 from .. import __version__
+from ..oci.errors import HintedError
 
 PYZ = "arcmirror.pyz"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..copy.copier import Copier, Progress
+from ..copy.copier import Copier, Progress, requests_in_flight
 from ..endpoints.base import Source, Target
 from ..oci.platform import Platform
 from ..registry.auth import Credentials
@@ -30,7 +30,7 @@ def open_client(endpoint: RegistrySettings, settings: Settings) -> RegistryClien
         ca_bundle=endpoint.ca_bundle,
         label=f"{endpoint.role} registry {endpoint.registry}",
         prefix=endpoint.prefix,
-        pool_size=settings.concurrency * 2 + 4,
+        pool_size=requests_in_flight(settings.concurrency) + 4,
         retry=RetryPolicy(attempts=settings.retries),
         timeout=(CONNECT_TIMEOUT, settings.timeout),
     )

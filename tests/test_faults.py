@@ -178,6 +178,31 @@ def test_two_runs_into_the_same_target_at_once(big, new_registry, tmp_path):
     _assert_complete(big, target)
 
 
+def test_a_blob_the_registry_misses_for_a_moment_is_asked_for_and_the_manifest_pushed_again(
+        big, fault_proxy, new_registry, tmp_path):
+    # distribution 2.x rewrites a blob's link in place: a second writer linking the same blob into the same
+    # repository while a manifest is checked makes it answer this (seen with the two runs above). The
+    # proxy gives that answer once, deterministically.
+    target = new_registry()
+    proxy = fault_proxy(target)
+    blobs, _ = walk(big.registry, "arcdata/arc-controller", TAG)
+    errors = [{"code": "DIGEST_INVALID", "message": "provided digest did not match uploaded content"},
+              {"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry", "detail": sorted(blobs)[0]}]
+    proxy.status("PUT", r"/arc-controller/manifests/", 400, headers={"Content-Type": "application/json"},
+                 body=json.dumps({"errors": errors}).encode(), times=1)
+    env = _env(big.registry.host, target, TARGET_DOCKER_REGISTRY=proxy.host, MIRROR_IMAGES="arc-controller")
+    run = invoke(["mirror"], env, tmp_path)
+    assert run.code == 0, run.output
+    assert target.manifest_digest("mirror/arc-controller", TAG) == big.digests["arc-controller"]
+    seen = proxy.requests
+    refused = next(i for i, r in enumerate(seen) if r.fault == "status")
+    after = seen[refused + 1:]
+    asked = {r.path.rsplit("/", 1)[1] for r in after if r.method == "HEAD" and "/blobs/" in r.path}
+    assert asked == set(blobs)  # every blob of that manifest was asked for again, none was sent again
+    assert not any(r.method in ("POST", "PATCH") for r in after)
+    assert [r.status for r in after if r.method == "PUT"] == [201]
+
+
 # -- hostile or broken answers (the proxy answers in the registry's place) ------------------------
 
 def _client(host: str):

@@ -136,6 +136,12 @@ class BlobPlacer:
             with self._lock:
                 self.inflight.pop(digest, None)
 
+    def forget(self, repository: str, digest: str) -> None:
+        """Stop taking ``digest`` for present in ``repository`` (the registry said it is not there)."""
+        with self._lock:
+            self.located.get(digest, set()).discard(repository)
+            self.fresh.discard(digest)
+
     def _place(self, job, digest: str, size: int, holders: set[str]) -> str:
         repo = job.target_repo
         elsewhere = sorted(holders - {repo})

@@ -29,6 +29,7 @@ from ..oci.manifest import Manifest, blobs_of, children_of, is_index, platforms_
 from ..oci.platform import Platform, filter_index
 from ..oci.reference import nearest_tags
 from ..oci.referrers import merged_index, schema_tag
+from ..registry.errors import RefusedError
 from ..registry.retry import RetryPolicy
 from .blobs import BlobPlacer
 from .referrers import find as find_referrers
@@ -268,8 +269,32 @@ class Copier:
         if not present:
             cancel.check("this image")  # the tag, written last, never lands for an unfinished image
             if not self.dry_run:
-                self.target.put_manifest(job.target_repo, reference, manifest)
+                self._put_manifest(job, reference, manifest, where)
             result.manifests_pushed += 1
+
+    def _put_manifest(self, job: ImageJob, reference: str, manifest: Manifest, where: str) -> None:
+        """Push a manifest whose blobs (or children) are in place; when the registry does not find one of
+        them, check them and try once more.
+
+        Another writer linking the same blob into the same repository at that moment (a second run into the
+        same target, a CI job pushing the same base layers) can make distribution 2.x, which rewrites the
+        link file in place, miss a blob that is there. After a pause, each blob is asked for again (one
+        really missing is placed again), then the manifest is pushed a second time; a second refusal is
+        reported as it is.
+        """
+        try:
+            self.target.put_manifest(job.target_repo, reference, manifest)
+            return
+        except RefusedError as exc:
+            if "MANIFEST_BLOB_UNKNOWN" not in exc.codes:
+                raise
+        self._sleep(self.retry.delay(1))
+        if not is_index(manifest):
+            for digest, size in blobs_of(manifest, where):
+                if not self.target.has_blob(job.target_repo, digest):
+                    self._blobs.forget(job.target_repo, digest)
+                    self._blobs.ensure(job, digest, size)
+        self.target.put_manifest(job.target_repo, reference, manifest)
 
     def _prefetch_tags(self, job: ImageJob) -> Future | None:
         """Start reading the source repository's tag list (the referrers tag schema, cosign's tags) now, in

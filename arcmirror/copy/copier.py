@@ -25,7 +25,15 @@ from ..oci.errors import (
     ProtocolError,
     unexpected,
 )
-from ..oci.manifest import Manifest, blobs_of, children_of, is_index, platforms_of, walk
+from ..oci.manifest import (
+    Manifest,
+    blobs_of,
+    children_of,
+    foreign_layer_hosts,
+    is_index,
+    platforms_of,
+    walk,
+)
 from ..oci.platform import Platform, filter_index
 from ..oci.reference import nearest_tags
 from ..oci.referrers import merged_index, schema_tag
@@ -286,8 +294,8 @@ class Copier:
             self.target.put_manifest(job.target_repo, reference, manifest)
             return
         except RefusedError as exc:
-            if "MANIFEST_BLOB_UNKNOWN" not in exc.codes:
-                raise
+            if "MANIFEST_BLOB_UNKNOWN" not in exc.codes or foreign_layer_hosts(manifest):
+                raise  # foreign layers the target does not allow: the answer will not change
         self._sleep(self.retry.delay(1))
         if not is_index(manifest):
             for digest, size in blobs_of(manifest, where):

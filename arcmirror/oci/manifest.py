@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Callable
 
@@ -104,6 +105,16 @@ def blobs_of(manifest: Manifest, where: str) -> list[tuple[str, int]]:
         if media_type not in FOREIGN_LAYER_TYPES:
             blobs.setdefault(digest, size)
     return list(blobs.items())
+
+
+def foreign_layer_hosts(manifest: Manifest) -> list[str]:
+    """The hosts that the foreign layers of an image manifest point at (their ``urls``)."""
+    try:
+        layers = manifest.json().get("layers") or []
+    except (ValueError, AttributeError):
+        return []
+    urls = [url for layer in layers if isinstance(layer, dict) for url in layer.get("urls") or [] if isinstance(url, str)]
+    return sorted({urllib.parse.urlsplit(url).netloc or url for url in urls})
 
 
 def platforms_of(manifest: Manifest) -> list[str]:

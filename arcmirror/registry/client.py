@@ -16,7 +16,7 @@ import urllib3
 
 from ..oci.digest import sha256_digest
 from ..oci.errors import DigestMismatchError, HintedError, NotFoundError, ProtocolError
-from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, foreign_layer_hosts
 from ..oci.mediatypes import MANIFEST_MEDIA_TYPES, OCI_INDEX
 from .auth import repository_scope
 from .errors import RefusedError, TransientError
@@ -94,7 +94,7 @@ class RegistryClient(RegistrySession):
                 data=manifest.data, headers={"Content-Type": manifest.media_type},
             )
         except RefusedError as exc:
-            hosts = _foreign_layer_hosts(manifest)
+            hosts = foreign_layer_hosts(manifest)
             if "MANIFEST_BLOB_UNKNOWN" in exc.codes and hosts:
                 exc.hint = (f"the image has foreign (non-distributable) layers, kept at {', '.join(hosts)}, and the "
                             f"{self.label} does not allow their URLs: the target must allow them (distribution: "
@@ -195,16 +195,6 @@ class RegistryClient(RegistrySession):
 
     def catalog(self) -> list[str]:
         return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
-
-
-def _foreign_layer_hosts(manifest: Manifest) -> list[str]:
-    """The hosts that the foreign layers of an image manifest point at (their ``urls``)."""
-    try:
-        layers = manifest.json().get("layers") or []
-    except (ValueError, AttributeError):
-        return []
-    urls = [url for layer in layers if isinstance(layer, dict) for url in layer.get("urls") or [] if isinstance(url, str)]
-    return sorted({urllib.parse.urlsplit(url).netloc or url for url in urls})
 
 
 def _next_link(response: requests.Response, base_url: str, label: str) -> str | None:

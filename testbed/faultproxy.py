@@ -601,17 +601,21 @@ class _Answer(_Action):
 
 
 class _Redirect(_Answer):
-    """``307`` to the same path (and query) under another base URL."""
+    """``307`` to the same path (and query) under another base URL, optionally under ``path_prefix`` and
+    with a ``signed_query`` appended (what object storage's signed links look like)."""
 
-    def __init__(self, base_url: str, fault: str = "redirect"):
+    def __init__(self, base_url: str, fault: str = "redirect", path_prefix: str = "", signed_query: str = ""):
         super().__init__(307, fault=fault)
         self.base_url = base_url.rstrip("/")
+        self.path_prefix = path_prefix.rstrip("/")
+        self.signed_query = signed_query
 
     def run(self, exchange: _Exchange) -> bool:
         exchange.drain_request()
-        location = self.base_url + exchange.head.path
-        if exchange.head.query:
-            location += "?" + exchange.head.query
+        location = self.base_url + self.path_prefix + exchange.head.path
+        query = "&".join(q for q in (exchange.head.query, self.signed_query) if q)
+        if query:
+            location += "?" + query
         return self.respond(exchange, {"Location": location})
 
 
@@ -726,9 +730,12 @@ class FaultProxy(LoopbackRelay):
         return self._add(method, path_re,
                          _Forward("trickle", response=partial(_Trickle, bytes_per_second)), times)
 
-    def redirect_blobs_to(self, other_url: str, times: int | None = None) -> Rule:
-        """Answer blob GETs with ``307 Location: other_url/v2/<name>/blobs/<digest>``."""
-        return self._add("GET", BLOB_PATH.pattern, _Redirect(other_url), times)
+    def redirect_blobs_to(self, other_url: str, times: int | None = None, *, path_prefix: str = "",
+                          signed_query: str = "") -> Rule:
+        """Answer blob GETs with ``307 Location: other_url[path_prefix]/v2/<name>/blobs/<digest>[?signed_query]``
+        (a :class:`StorageServer` with the same ``path_prefix`` serves that)."""
+        return self._add("GET", BLOB_PATH.pattern, _Redirect(other_url, path_prefix=path_prefix,
+                                                             signed_query=signed_query), times)
 
     def drop_connection(self, method: str, path_re: str, times: int | None = 1) -> Rule:
         """Close the client connection without answering."""
@@ -841,9 +848,10 @@ class StorageServer(FaultProxy):
 
     hostname = "localhost"
 
-    def __init__(self, upstream: str, *, port: int | None = None):
+    def __init__(self, upstream: str, *, port: int | None = None, path_prefix: str = ""):
         super().__init__(upstream, port=port)
         self._authorizations: list[str | None] = []
+        self.path_prefix = path_prefix.rstrip("/")
 
     @property
     def seen_authorization(self) -> list[str | None]:
@@ -860,3 +868,10 @@ class StorageServer(FaultProxy):
 
     def _upstream_head(self, head: _Head) -> _Head:
         return head.without("Authorization")
+
+    def _exchange(self, connection: _Connection, head: _Head) -> bool:
+        # a signed link's path prefix and query are the storage's business, not the registry's behind it
+        path = head.path
+        if self.path_prefix and path.startswith(self.path_prefix + "/"):
+            path = path[len(self.path_prefix):]
+        return super()._exchange(connection, _Head(f"{head.method} {path} {head.version}", head.headers))

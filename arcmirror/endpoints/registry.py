@@ -11,8 +11,9 @@ import urllib3
 from .. import cancel
 from ..oci.digest import CHUNK
 from ..oci.manifest import Manifest
-from ..registry.client import RegistryClient, short_reason
-from ..registry.errors import TransientError
+from ..registry.client import RegistryClient
+from ..registry.errors import TransientError, short_reason
+from ..registry.storage import clean
 
 #: How many times one blob download may be resumed with a Range request after a dropped connection.
 RESUMES = 5
@@ -36,10 +37,16 @@ class RegistryEndpoint:
         return self.client.get_manifest(repository, reference)
 
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
-        """Stream a blob; a connection dropped mid-way is resumed with ``Range`` from where it stopped."""
+        """Stream a blob; a connection dropped mid-way is resumed with ``Range`` from where it stopped.
+
+        Each resume asks the registry again: a storage redirect gets a fresh signed link.
+        """
         offset = 0
+        served_by = f"the {self.label}"
         for resume in range(RESUMES + 1):
             response = self.client.open_blob(repository, digest, offset)
+            if response.storage:
+                served_by = f"{response.storage} (where the {self.label} sends its downloads)"
             try:
                 if offset and (response.status_code != 206 or not
                                response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
@@ -48,6 +55,7 @@ class RegistryEndpoint:
                         "the blob is sent again from its start",
                     )
                 failure = None
+                start = offset
                 try:
                     # read1: whatever has arrived, up to CHUNK; a dropped connection then loses nothing
                     # already received (read(CHUNK) would discard a partly filled chunk)
@@ -55,13 +63,15 @@ class RegistryEndpoint:
                         offset += len(chunk)
                         yield chunk
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    failure = short_reason(exc)
+                    failure = clean(short_reason(exc), response.url or "")
                 if offset >= size:
                     return  # complete (or longer than declared: the verifying body refuses that)
                 failure = failure or f"the connection closed after {offset} of {size} bytes"
+                if offset == start and resume:
+                    break  # two reads in a row without a byte: resuming again would only wait again
             finally:
                 response.close()
-        raise SourceReadError(f"reading blob {digest} from the {self.label} failed {RESUMES + 1} times; last: {failure}")
+        raise SourceReadError(f"reading blob {digest} from {served_by} failed {resume + 1} times; last: {failure}")
 
     def list_tags(self, repository: str) -> list[str]:
         return self.client.list_tags(repository, missing_ok=True)

@@ -19,10 +19,9 @@ from ..oci.errors import DigestMismatchError, HintedError, NotFoundError, Protoc
 from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, foreign_layer_hosts
 from ..oci.mediatypes import MANIFEST_MEDIA_TYPES, OCI_INDEX
 from .auth import repository_scope
-from .errors import RefusedError, TransientError
-from .session import RegistrySession, short_reason
-
-__all__ = ["RegistryClient", "short_reason"]
+from .errors import RefusedError, TransientError, short_reason
+from .session import RegistrySession
+from .storage import REDIRECTS, Redirects, origin
 
 
 class RegistryClient(RegistrySession):
@@ -121,12 +120,34 @@ class RegistryClient(RegistrySession):
         return response.status_code == 200
 
     def open_blob(self, repository: str, digest: str, offset: int = 0) -> requests.Response:
-        """A streaming GET of a blob; the caller closes it. Redirects to storage drop our credentials."""
+        """A streaming GET of a blob; the caller closes it.
+
+        A redirect to object storage is followed by :class:`~.storage.Redirects`: without our
+        credentials, and so that a failure there names the storage host, never the signed link.
+        ``response.storage`` is that host's origin (None when the registry served the blob itself).
+        """
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        return self.request(
-            "GET", f"/v2/{repository}/blobs/{digest}", scopes=[repository_scope(repository, "pull")],
-            what=f"blob {digest} in {repository}", ok=(200, 206), stream=True, headers=headers,
+        scope = repository_scope(repository, "pull")
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scopes=[scope], what=f"blob {digest} in {repository}",
+            ok=(200, 206, *REDIRECTS), stream=True, headers=dict(headers), allow_redirects=False,
         )
+        response.storage = None  # type: ignore[attr-defined]
+        if response.status_code in REDIRECTS:
+            def same_origin_auth(url: str) -> dict[str, str]:
+                if origin(url) != origin(self.base_url):
+                    return {}  # another host: no credentials of ours go there
+                auth = self._authorization(frozenset([scope]))
+                return {"Authorization": auth} if auth else {}
+
+            response = self._redirects.follow(response, digest, headers, same_origin_auth)
+            response.storage = origin(response.url)  # type: ignore[attr-defined]
+        return response
+
+    @property
+    def _redirects(self) -> Redirects:
+        return Redirects(self._session, label=self.label, prefix=self.prefix, registry=self.host,
+                         ca_bundle=self._ca_bundle, timeout=self.timeout)
 
     def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
         """Start a blob upload, or mount ``mount`` from ``mount_from``. Returns the upload URL, or None if mounted."""

@@ -8,6 +8,7 @@ reading of the distribution API's error body (``errors[].code/message/detail``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Sequence
 
 import requests
@@ -118,3 +119,24 @@ def describe_errors(entries: Sequence[tuple[str, str, str]]) -> str:
     parts = [" ".join(p for p in (code, message) if p) + (f" ({detail})" if detail else "")
              for code, message, detail in dict.fromkeys(shown)]
     return (": " + "; ".join(parts)) if parts else ""
+
+
+def short_reason(exc: BaseException) -> str:
+    """A one-line reason from a requests/urllib3 exception chain, without the noise.
+
+    No path or query of any URL survives (a redirect's URL may be a signed link): only its origin.
+    """
+    text = str(exc)
+    for marker in ("Caused by ", "Failed to establish a new connection: ", "(Caused by"):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    text = text.strip("()'\" ")
+    if "Connection refused" in text:
+        return "connection refused"
+    verify = re.search(r"certificate verify failed: ([^(')]+)", text)
+    if verify:
+        return f"certificate verify failed: {verify[1].strip()}"
+    text = re.sub(r"^\w*Pool\(host='[^']*', port=\d+\): ", "", text)  # the pool's name says nothing
+    text = re.sub(r"\burl: \S+", "url: …", text)
+    text = re.sub(r"(https?://[^/\s'\"?#]+)[^\s'\"]*", r"\1", text)
+    return text[:300]

@@ -31,6 +31,7 @@ from .errors import (
     TransientError,
     describe_errors,
     error_entries,
+    short_reason,
 )
 from .retry import RetryPolicy, requested_delay
 from .transport import CancellableAdapter
@@ -70,6 +71,7 @@ class RegistrySession:
         self.timeout = timeout
         self._sleep = sleep
         self._verify: bool | str = False if insecure else (ca_bundle or True)
+        self._ca_bundle = ca_bundle
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         # an explicit (empty) auth: requests then never reads ~/.netrc, on every request, to add its own
@@ -119,6 +121,12 @@ class RegistrySession:
         except requests.exceptions.RequestException as exc:
             cancel.check()  # a connection shut down by a cancellation is not the registry's failure
             raise self._transport_error(exc, method, url) from None
+        except ValueError:  # requests parses a redirect's Location even when it does not follow it
+            raise ProtocolError(
+                f"the {self.label} answered {method} {_path(url)} with a redirect that is not an http(s) URL (not "
+                "shown: it may hold a signed credential)",
+                f"the registry at {self.prefix}_REGISTRY sent a malformed Location; report it to its operator",
+            ) from None
 
     def _transport_error(self, exc: requests.exceptions.RequestException, method: str, url: str) -> RegistryError:
         if isinstance(exc, requests.exceptions.SSLError):
@@ -386,15 +394,3 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
 
 def _path(url: str) -> str:
     return urllib.parse.urlsplit(url).path
-
-
-def short_reason(exc: BaseException) -> str:
-    """A one-line reason from a requests/urllib3 exception chain, without the noise."""
-    text = str(exc)
-    for marker in ("Caused by ", "Failed to establish a new connection: ", "(Caused by"):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    text = text.strip("()'\" ")
-    if "Connection refused" in text:
-        return "connection refused"
-    return text[:300]

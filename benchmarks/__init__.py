@@ -11,7 +11,9 @@ Modules, one job each (imports go one way, from the runner down to measure):
                                  ``docs/benchmarks.md``.
 * :mod:`benchmarks.tools`     -- the peer tools and how each one is run.
 * :mod:`benchmarks.scenarios` -- the synthetic releases, the source registries, each scenario's cases.
-* :mod:`benchmarks.measure`   -- timing a command, peak memory of a process tree, CPU, medians.
+* :mod:`benchmarks.wan`       -- the WAN scenario's latency relays and its latency floor model.
+* :mod:`benchmarks.measure`   -- timing a command, peak memory of a process tree, CPU, request
+                                 counts, medians.
 
 The harness imports only the test bed (``testbed/``); arcmirror runs as a subprocess.
 """

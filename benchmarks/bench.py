@@ -8,10 +8,11 @@ process, seeded with a snapshot when the scenario needs a non-empty target), and
 checked. Each figure is the median of ``--runs`` runs (tools interleaved, their order rotated per
 run; :mod:`benchmarks.measure`), quoted as ratios to the floor and to ``skopeo copy``. The table
 goes to stdout and, with the machine's description, to ``--output`` (``docs/benchmarks.md``;
-:mod:`benchmarks.report`).
+:mod:`benchmarks.report`). In the WAN scenario each run goes through a pair of latency relays
+(:mod:`benchmarks.wan`), which count the timed run's requests.
 
 Imports go one way: this module uses report, tools and scenarios; report uses tools and scenarios;
-tools use scenarios; all of them use measure, which uses none of them.
+tools use scenarios; scenarios use wan; all of them use measure, which uses none of them.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from benchmarks.measure import Measurement, Row, log, process_cpu, registry_pid, stored_bytes
+from benchmarks.measure import MB, Measurement, Row, log, process_cpu, registry_pid, stored_bytes
 from benchmarks.report import BenchReport, code_version, machine_info
 from benchmarks.scenarios import NOOP_COUNTS, NOT_MEASURED, REPO, ROOT, SCENARIOS, Case, ScenarioData
 from benchmarks.tools import OPTIONAL_TOOLS, TOOLS, FloorTool, RunContext, Tool, ToolError, invoke_tasks, make_tools
+from benchmarks.wan import WAN_DELAYS, Relays, check_delays, parse_delays
 from testbed import dockerd
 from testbed.registry import Registry
 
@@ -44,13 +47,15 @@ class Bench:
     """Runs every tool on every case of the scenarios asked for; one instance per benchmark."""
 
     def __init__(self, workdir: Path, *, scale: float, runs: int, tools: Sequence[str], keep: bool,
-                 drop_caches: bool, noop_counts: tuple[int, int] = NOOP_COUNTS, baseline: Path | None = None) -> None:
+                 drop_caches: bool, noop_counts: tuple[int, int] = NOOP_COUNTS, baseline: Path | None = None,
+                 wan_delays: Sequence[float] = WAN_DELAYS, wan_bandwidth: float | None = None) -> None:
         self.workdir = workdir
         self.runs = runs
         self.keep = keep
         self.drop_caches = drop_caches
         self._tasks: set[str] | None = None
-        self.data = ScenarioData(workdir, scale=scale, noop_counts=noop_counts)
+        self.data = ScenarioData(workdir, scale=scale, noop_counts=noop_counts, wan_delays=wan_delays,
+                                 wan_bandwidth=wan_bandwidth)
         self.tools = make_tools(tools, tasks=self.tasks, workdir=workdir, baseline=baseline)
         self.targets: list[Registry] = []
         self.rows: list[Row] = []
@@ -100,27 +105,38 @@ class Bench:
                 changed += 1
         return changed
 
+    @staticmethod
+    def _network(case: Case, target: Registry) -> Relays | nullcontext:
+        """WAN: the relays the tool talks through, D ms in front of both registries; else nothing."""
+        if case.delay_ms is None:
+            return nullcontext()
+        return Relays(case.source.host, target.host, case.delay_ms, case.bandwidth)
+
     def measure(self, case: Case, tool: Tool, run: int) -> Measurement:
         target, run_dir = self._fresh_target(case)
-        ctx = RunContext(case, target, run_dir, case.tag)
         try:
-            if tool.stateful:
-                tool.reset()
-                if case.prep_tag:
-                    tool.run(RunContext(case, target, run_dir, case.prep_tag))
-            before = target.blob_digests()
-            self._drop_caches()
-            source_cpu, target_cpu = process_cpu(registry_pid(case.source)), process_cpu(registry_pid(target))
-            outcome = tool.run(ctx)
-            source_cpu = process_cpu(registry_pid(case.source)) - source_cpu
-            target_cpu = process_cpu(registry_pid(target)) - target_cpu
+            with self._network(case, target) as relays:
+                if tool.stateful:  # set-up goes to the registries directly
+                    tool.reset()
+                    if case.prep_tag:
+                        tool.run(RunContext(case, target, run_dir, case.prep_tag))
+                before = target.blob_digests()
+                self._drop_caches()
+                source_cpu, target_cpu = process_cpu(registry_pid(case.source)), process_cpu(registry_pid(target))
+                if relays:
+                    relays.reset()  # count the timed run only
+                outcome = tool.run(RunContext(case, target, run_dir, case.tag, relays))
+                requests = relays.requests() if relays else None
+                source_cpu = process_cpu(registry_pid(case.source)) - source_cpu
+                target_cpu = process_cpu(registry_pid(target)) - target_cpu
             changed = self._verify(case, tool, target)
             if not tool.preserves_digests:
                 outcome.extra["digests_changed"] = f"{changed}/{len(case.names)}"
             return Measurement(case.scenario, case.label, tool.name, run, outcome.seconds, True,
                                peak_rss=outcome.peak_rss, bytes_sent=outcome.bytes_sent,
                                stored_bytes=stored_bytes(target, before), inner_seconds=outcome.inner_seconds,
-                               cpu=outcome.cpu, cpu_source=source_cpu, cpu_target=target_cpu, extra=outcome.extra)
+                               cpu=outcome.cpu, cpu_source=source_cpu, cpu_target=target_cpu, requests=requests,
+                               extra=outcome.extra)
         except (ToolError, dockerd.DockerEngineError, OSError, subprocess.SubprocessError) as exc:
             return Measurement(case.scenario, case.label, tool.name, run, None, False, error=str(exc)[:500])
         finally:
@@ -152,6 +168,8 @@ class Bench:
                     m = self.measure(case, tool, run)
                     rows[(case.label, tool.name)].measurements.append(m)
                     detail = f"{m.seconds:.2f}s" if m.ok else f"FAILED: {m.error}"
+                    if m.requests:
+                        detail += f", {m.requests.source} + {m.requests.target} requests"
                     log(f"[{case.label}] run {run}/{self.runs} {tool.name}: {detail}")
         self.rows.extend(rows[(case.label, name)] for case in cases for name in self.tools)
         log(f"[{scenario}] done in {time.monotonic() - started:.0f}s")
@@ -181,13 +199,16 @@ def run_benchmark(
     command: str | None = None,
     noop_counts: Sequence[int] = NOOP_COUNTS,
     baseline: os.PathLike | str | None = None,
+    wan_delays: Sequence[float] = WAN_DELAYS,
+    wan_bandwidth: float | None = None,
 ) -> BenchReport:
     """Run the benchmark; write the Markdown report to ``output`` (when given) and return it.
 
     ``tools`` / ``scenarios``: subsets of :data:`TOOLS` / :data:`SCENARIOS`. ``workdir``: where
     layouts, registries and the Docker engine live (a temporary directory, removed at the end,
-    when not given; a given one is kept). Timing never raises: a failing tool run is recorded
-    as failed (``report.ok`` is then False).
+    when not given; a given one is kept). ``wan_delays``: the one-way delays (ms) of the ``wan``
+    scenario, a case each; ``wan_bandwidth``: the cap (MB/s) its relays share, None for none.
+    Timing never raises: a failing tool run is recorded as failed (``report.ok`` is then False).
     """
     tools, scenarios = list(tools), list(scenarios)
     unknown = [t for t in tools if t not in TOOLS] + [s for s in scenarios if s not in SCENARIOS]
@@ -198,6 +219,9 @@ def run_benchmark(
     few, many = (int(n) for n in noop_counts)
     if not 1 <= few < many:
         raise ValueError("noop_counts must be two image counts, the first smaller, e.g. (16, 64)")
+    wan_delays = check_delays(wan_delays)
+    if wan_bandwidth is not None and wan_bandwidth <= 0:
+        raise ValueError("wan_bandwidth must be > 0 (MB/s), or None for no cap")
     temporary = workdir is None
     work = Path(tempfile.mkdtemp(prefix="arcmirror-bench-") if temporary else workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -209,7 +233,8 @@ def run_benchmark(
     if baseline is not None:
         machine["arcmirror-baseline"] = f"{baseline} at {code_version(baseline)}"
     bench = Bench(work, scale=scale, runs=runs, tools=tools, keep=keep, drop_caches=drop_caches,
-                  noop_counts=(few, many), baseline=baseline)
+                  noop_counts=(few, many), baseline=baseline, wan_delays=wan_delays,
+                  wan_bandwidth=wan_bandwidth * MB if wan_bandwidth else None)
     try:
         for scenario in SCENARIOS:
             if scenario in scenarios:
@@ -242,6 +267,14 @@ def run_benchmark(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.markdown())
     return report
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        return parse_delays(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--wan-delays: distinct one-way delays in ms, each >= 0, "
+                                         f"e.g. 10,25 (got {text!r})") from None
 
 
 def _names(text: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -281,9 +314,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "names, then arc-extra-NN)")
     parser.add_argument("--drop-caches", action="store_true",
                         help="sync and drop the OS page cache before every timed run (root)")
+    parser.add_argument("--wan-delays", type=_delays, default=WAN_DELAYS, metavar="MS,MS",
+                        help="the wan scenario's one-way delays in ms, a case each (default "
+                             f"{','.join(f'{d:g}' for d in WAN_DELAYS)}; 0 = the relays' own cost)")
+    parser.add_argument("--wan-bandwidth", type=float, default=None, metavar="MBPS",
+                        help="a bandwidth cap in megabytes per second, shared by the wan scenario's source "
+                             "and target relays (default: none)")
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.runs < 1:
         parser.error("--scale must be > 0 and --runs >= 1")
+    if args.wan_bandwidth is not None and args.wan_bandwidth <= 0:
+        parser.error("--wan-bandwidth takes megabytes per second, > 0")
     try:
         noop_counts = tuple(int(n) for n in args.noop_images.split(","))
         if len(noop_counts) != 2 or not 1 <= noop_counts[0] < noop_counts[1]:
@@ -296,11 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_benchmark(scale=args.scale, runs=args.runs, tools=tools, scenarios=args.scenarios,
                            workdir=args.workdir, output=None if args.output == "-" else args.output,
                            keep=args.keep, drop_caches=args.drop_caches, command=command.strip(),
-                           noop_counts=noop_counts, baseline=args.baseline)
-    print(report.results_table())
-    noop = report.noop_table()
-    if noop:
-        print("\n" + noop)
+                           noop_counts=noop_counts, baseline=args.baseline, wan_delays=args.wan_delays,
+                           wan_bandwidth=args.wan_bandwidth)
+    tables = [t for t in (report.results_table(), report.noop_table(), report.wan_table()) if t]
+    print("\n\n".join(tables))
     for goal, value, met in report.targets():
         print(f"{'MET ' if met else ('MISS' if met is False else '----')} {goal}: {value}")
     if args.output != "-":

@@ -5,7 +5,8 @@
   :func:`run_pipe` does the same for ``first | second``.
 * :func:`process_cpu` reads a running process's CPU seconds (a registry's, the Docker engine's);
   :func:`stored_bytes` counts the bytes a run added to a registry's storage.
-* :class:`Measurement` is one tool's run; :class:`Row` a tool's runs in one case, with medians.
+* :class:`Measurement` is one tool's run; :class:`Row` a tool's runs in one case, with medians;
+  :class:`Requests` the HTTP requests of a run counted at the WAN relays.
 * :data:`MB`, :func:`megabytes` (how sizes are written) and :func:`log` (progress on stderr,
   seconds since the start) serve every module of the harness.
 
@@ -177,6 +178,27 @@ def stored_bytes(target: Registry, before: set[str]) -> int:
 
 
 @dataclass
+class Requests:
+    """HTTP requests counted at the WAN relays (:mod:`benchmarks.wan`) during one timed run."""
+
+    source: int
+    target: int
+    source_by_method: dict[str, int] = field(default_factory=dict)
+    target_by_method: dict[str, int] = field(default_factory=dict)
+    connections: int = 0  # client connections accepted by both relays
+
+    @property
+    def total(self) -> int:
+        return self.source + self.target
+
+    def methods(self) -> str:
+        """``"GET 17, HEAD 34; HEAD 17"``: the source's requests by method, then the target's."""
+        def one(counts: dict[str, int]) -> str:
+            return ", ".join(f"{method} {n}" for method, n in sorted(counts.items())) or "none"
+        return f"{one(self.source_by_method)}; {one(self.target_by_method)}"
+
+
+@dataclass
 class Measurement:
     scenario: str
     case: str
@@ -192,6 +214,7 @@ class Measurement:
     cpu: float | None = None  # the tool's CPU seconds (docker: the engine's)
     cpu_source: float | None = None  # the source registry's CPU seconds during the run
     cpu_target: float | None = None  # the target registry's
+    requests: Requests | None = None  # WAN cases: counted at the relays
     extra: dict = field(default_factory=dict)
 
 
@@ -218,6 +241,11 @@ class Row:
     def median_extra(self, key: str) -> float | None:
         values = [m.extra[key] for m in self.good if key in m.extra]
         return statistics.median(values) if values else None
+
+    def median_requests(self) -> Requests | None:
+        """The counts of the run whose total is the median (the lower middle of an even number)."""
+        counted = sorted((m.requests for m in self.good if m.requests is not None), key=lambda r: r.total)
+        return counted[(len(counted) - 1) // 2] if counted else None
 
     def peak(self) -> int | None:
         values = [m.peak_rss for m in self.good if m.peak_rss]

@@ -2,8 +2,10 @@
 
 :class:`BenchReport` holds a benchmark's rows and renders them: :meth:`~BenchReport.results_table`
 (every case and tool: the median, each run, ratios to the floor and to ``skopeo copy``, CPU and
-notes), :meth:`~BenchReport.noop_table` (the cost of one more image), :meth:`~BenchReport.targets`
-(the issue's goals, met or not) and :meth:`~BenchReport.markdown` (the whole ``docs/benchmarks.md``).
+notes), :meth:`~BenchReport.noop_table` (the cost of one more image), :meth:`~BenchReport.wan_table`
+(the WAN cases: medians against their latency floor, requests counted at the relays),
+:meth:`~BenchReport.targets` (the issue's goals, met or not) and :meth:`~BenchReport.markdown` (the
+whole ``docs/benchmarks.md``).
 :func:`machine_info` describes the machine and the versions measured; :func:`code_version` is the
 commit of the work tree that runs.
 """
@@ -20,10 +22,18 @@ from typing import Sequence
 from benchmarks.measure import MB, Row, megabytes
 from benchmarks.scenarios import NOOP_COUNTS, ROOT
 from benchmarks.tools import FLOOR_PARALLEL, TOOLS, arcmirror_python
+from benchmarks.wan import LINK_CROSSINGS, WAN_KINDS, wan_label
 from testbed import dockerd
 
 #: The peer every ratio is also quoted against.
 BASELINE = "skopeo-copy"
+#: The WAN goals' delay (ms) and their bounds.
+WAN_GOAL_DELAY = 25.0
+WAN_LOOPBACK_RATIO = 2.0  # cold and incremental within 2× of the same run on loopback
+WAN_NOOP_REQUESTS = 3  # per image, source + target
+WAN_SKOPEO_SYNC_SPEEDUP = 5.0
+#: The loopback case holding the same data as a WAN case kind (the loopback no-op has other images).
+LOOPBACK_OF = {"cold": "cold", "incremental": "incremental"}
 
 
 def _version(command: Sequence[str]) -> str:
@@ -59,13 +69,23 @@ class BenchReport:
         row = self.row(case, tool)
         return row.median() if row else None
 
+    def case(self, label: str) -> dict | None:
+        return next((c for c in self.cases if c["label"] == label), None)
+
+    @property
+    def wan_rows(self) -> list[Row]:
+        return [row for row in self.rows if row.scenario == "wan"]
+
     # -- rendering ---------------------------------------------------------------------------
 
-    def results_table(self) -> str:
+    def results_table(self) -> str | None:
         lines = ["| case | tool | median s | runs (s) | × floor | × skopeo copy | CPU s: tool + source + target "
                  "| notes |",
                  "| --- | --- | ---: | --- | ---: | ---: | --- | --- |"]
-        for row in self.rows:
+        loopback = [row for row in self.rows if row.scenario != "wan"]  # the WAN rows: wan_table()
+        if not loopback:
+            return None
+        for row in loopback:
             if row.skipped:
                 lines.append(f"| {row.case} | {row.tool} | – | – | – | – | – | skipped: {row.skipped} |")
                 continue
@@ -114,6 +134,89 @@ class BenchReport:
             lines.append(f"| {tool} | {_s(a)} | {_s(b)} | {per} | {_ratio(a, arc16)} |")
         return "\n".join(lines) if found else None
 
+    def wan_table(self) -> str | None:
+        """The WAN cases: per tool the median, each run, ratios to the case's latency floor, to
+        arcmirror and to the same tool on loopback, and the median run's requests at the relays."""
+        measured = [row for row in self.wan_rows if not row.skipped]
+        if not measured:
+            return None
+        lines = ["| case | D one way | cap | floor s | tool | median s | runs (s) | × floor | × arcmirror "
+                 "| × loopback | requests src + tgt | requests per image | by method: source; target | connections |",
+                 "| --- | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for row in measured:
+            case = self.case(row.case)
+            floor = case["floor"]
+            median = row.median()
+            runs = ", ".join(f"{m.seconds:.2f}" if m.ok else "FAILED" for m in row.measurements)
+            loopback = LOOPBACK_OF.get(case["wan_kind"])
+            local = self.median(loopback, row.tool) if loopback else None
+            requests = row.median_requests()
+            counts = per_image = methods = connections = "–"
+            if requests:
+                counts = f"{requests.source} + {requests.target} = {requests.total}"
+                per_image = f"{requests.total / case['images']:.1f}"
+                methods, connections = requests.methods(), str(requests.connections)
+            if row.failed:
+                runs += " (FAILED: " + "; ".join(sorted({m.error or "?" for m in row.failed}))[:200] + ")"
+            lines.append(
+                f"| {row.case} | {case['delay_ms']:g} ms | {_cap(case['bandwidth'])} | {floor.text()} | "
+                f"{row.tool} | {_s(median)} | {runs} | {_ratio(median, floor.seconds)} | "
+                f"{_ratio(median, self.median(row.case, 'arcmirror'))} | {_ratio(median, local)} | {counts} | "
+                f"{per_image} | {methods} | {connections} |")
+        return "\n".join(lines)
+
+    def wan_floors(self) -> list[str]:
+        """Each WAN case's latency floor with its formula."""
+        return [f"{c['label']}: {c['floor'].formula()}" for c in self.cases if c.get("floor")]
+
+    def wan_skipped(self) -> list[str]:
+        """The tools the WAN scenario did not measure, and why (once each)."""
+        reasons = {row.tool: row.skipped for row in self.wan_rows if row.skipped}
+        return [f"{tool}: {reason}" for tool, reason in reasons.items()]
+
+    def wan_targets(self) -> list[tuple[str, str, bool | None]]:
+        """The WAN goals, at D = 25 ms (none when the wan scenario did not run)."""
+        if not self.wan_rows:
+            return []
+        delay = WAN_GOAL_DELAY
+        cap = next((c["bandwidth"] for c in self.cases if c.get("floor")), None)
+        at = f"WAN D = {delay:g} ms{', ' + _cap(cap) if cap else ''}"
+        lacking = f"not measured (--wan-delays lacks {delay:g})"
+        goals: list[tuple[str, str, bool | None]] = []
+
+        def loopback_goal(kind: str) -> None:
+            goal = f"{at}: {kind} ≤ {WAN_LOOPBACK_RATIO:g}× the same run on loopback"
+            far, near = self.median(wan_label(kind, delay), "arcmirror"), self.median(kind, "arcmirror")
+            if far is None:
+                goals.append((goal, lacking if self.case(wan_label(kind, delay)) is None else "not measured", None))
+            elif near is None:
+                goals.append((goal, f"{far:.2f} s; not measured on loopback (add {kind} to --scenarios)", None))
+            else:
+                goals.append((goal, f"{far / near:.2f}× ({far:.2f} s vs {near:.2f} s)",
+                              far / near <= WAN_LOOPBACK_RATIO))
+
+        loopback_goal("cold")
+        goal = f"{at}: no-op ≤ {WAN_NOOP_REQUESTS} requests per image (source + target)"
+        noop, case = self.row(wan_label("noop", delay), "arcmirror"), self.case(wan_label("noop", delay))
+        requests = noop.median_requests() if noop else None
+        if requests is None:
+            goals.append((goal, lacking if case is None else "not measured", None))
+        else:
+            per = requests.total / case["images"]
+            goals.append((goal, f"{per:.1f} ({requests.source} + {requests.target} for {case['images']} images)",
+                          per <= WAN_NOOP_REQUESTS))
+        loopback_goal("incremental")
+        for kind in WAN_KINDS:
+            label = wan_label(kind, delay)
+            goal = f"{at}: {kind.replace('noop', 'no-op')} ≥ {WAN_SKOPEO_SYNC_SPEEDUP:g}× faster than skopeo sync"
+            arc, sync = self.median(label, "arcmirror"), self.median(label, "skopeo-sync")
+            if arc and sync is not None:
+                goals.append((goal, f"{sync / arc:.2f}× ({arc:.2f} s vs {sync:.2f} s)",
+                              sync / arc >= WAN_SKOPEO_SYNC_SPEEDUP))
+            else:
+                goals.append((goal, lacking if self.case(label) is None else "not measured", None))
+        return goals
+
     def targets(self) -> list[tuple[str, str, bool | None]]:
         """The issue's goals: (goal, measured, met?)."""
         goals: list[tuple[str, str, bool | None]] = []
@@ -159,7 +262,54 @@ class BenchReport:
             goals.append(("pull + push ≤ 2× mirror (cold)", f"{pp / cold_arc:.2f}×", pp / cold_arc <= 2))
         elif pp_row and pp_row.skipped:
             goals.append(("pull + push ≤ 2× mirror (cold)", pp_row.skipped, None))
-        return goals
+        return goals + self.wan_targets()
+
+    def _wan_section(self, table: str) -> list[str]:
+        return [
+            "## WAN: tens of milliseconds from both registries",
+            "",
+            "The same cases again with the tool far from both registries, as a CI runner is from MCR and "
+            "from the private registry: a latency relay (`testbed/relay.py`) in front of the source and one "
+            "in front of each run's fresh target delays every chunk D ms in each direction (a request costs "
+            "a round trip, 2 × D), sharing one bandwidth cap when one is given (the runner's one link: "
+            "downloads and uploads draw from the same budget). The tool is given the relays' hosts. "
+            "`wan-noop` is the release into a target holding it (the same 17 images), `wan-cold` and "
+            "`wan-incremental` the loopback `cold` and `incremental` data. The relays count the HTTP "
+            "requests of the timed run (counters reset just before it; untimed set-up is not counted); "
+            "`requests` are those of the run with the median count; `connections` the TCP connections the "
+            "tool opened to both relays in that run.",
+            "",
+            table,
+            "",
+            "Latency floor: what the run would take if every request cost exactly one round trip (2 × D) "
+            "and the only waits were those the protocol forces. All images in parallel, and all blobs of "
+            "an image; per image a chain of round trips, one after the other. An image the target already "
+            "holds: resolve the source tag and the target tag at once, compare the digests (1). An image "
+            "to copy: GET the source manifest by tag (the digest and the blob list come with it; the "
+            "target's tag is checked alongside) → GET each blob from the source (the target's blobs are "
+            "checked alongside) → stream it into a one-request upload to the target (`POST ?digest=`), "
+            "which must have answered before → the PUT of the manifest by tag (4). cold: every image is "
+            "copied (4); no-op: none (1); incremental: the images whose manifest changed (4: every config "
+            "changes). A cap adds the bytes to move crossing the link twice (down from the source, up to "
+            "the target) at the capped rate:",
+            "",
+            f"`floor = round_trips × 2 × D + {LINK_CROSSINGS} × bytes_to_move / bandwidth` (no bandwidth "
+            "term uncapped; manifests' bytes left out). With a cap it can be up to D above the true "
+            "minimum (the transfer overlaps the blob round trips). It leaves out what loopback costs too "
+            "(CPU, the registries' own time): on loopback cold takes seconds whatever D.",
+            "",
+            *[f"* {line}" for line in self.wan_floors()],
+            "",
+            *([f"Not measured over WAN: {'; '.join(self.wan_skipped())}.", ""] if self.wan_skipped() else []),
+            "Limits: the relays add no round trip for a TCP handshake (nor TLS: the registries are plain "
+            "HTTP), so a new connection costs nothing extra here and a real one costs one round trip more "
+            "(a tool opening a connection per request, see `connections`, is flattered; the relays' own "
+            "set-up of a connection, about 1-2 ms of threads, goes the other way); "
+            "no packet loss, jitter or slow start; one connection's stream tops out at 4 MiB per D (160 "
+            "MiB/s at 25 ms); the relays run in the harness's Python process and take CPU from the same "
+            "cores as the tool and the registries (`--wan-delays 0` measures the relays alone).",
+            "",
+        ]
 
     def _memory_layer(self) -> int:
         case = next((c for c in self.cases if c["label"] == "memory"), None)
@@ -193,14 +343,16 @@ class BenchReport:
             "layer. The floor pushes each distinct blob (configs and layers; manifests are tiny) once, "
             f"largest first, {FLOOR_PARALLEL} at a time, from the source registry's files with curl.",
             "",
-            "## Results",
-            "",
-            self.results_table(),
-            "",
         ]
+        results = self.results_table()
+        if results:
+            out += ["## Results", "", results, ""]
         noop = self.noop_table()
         if noop:
             out += ["## No-op: cost of one more image", "", noop, ""]
+        wan = self.wan_table()
+        if wan:
+            out += self._wan_section(wan)
         goals = self.targets()
         if goals:
             out += ["## The issue's targets", "", "| target | measured | met |", "| --- | --- | --- |"]
@@ -241,6 +393,11 @@ class BenchReport:
                 ".venv/bin/python -m benchmarks.bench --scale 1 --runs 3 --output docs/benchmarks.md",
                 "```", ""]
         return "\n".join(out)
+
+
+def _cap(bandwidth: float | None) -> str:
+    """A link's cap in bytes per second as "10 MB/s"; "none" for None."""
+    return f"{bandwidth / MB:g} MB/s" if bandwidth else "none"
 
 
 def _s(value: float | None) -> str:

@@ -16,6 +16,11 @@ Scenarios (``--scenarios``):
 * ``incremental``    -- next month's release (new tag, about 20% of the unique layers changed)
                         into a target holding this month's.
 * ``memory``         -- one image with a 1 GB layer (times ``--scale``): peak RSS of the process tree.
+* ``wan``            -- ``cold``, a no-op (the release into a target holding it) and ``incremental``
+                        again, with the tool ``D`` ms from both registries (``--wan-delays``, each
+                        delay a case: ``wan-cold@25ms``), optionally sharing a bandwidth cap
+                        (``--wan-bandwidth``); each case carries its latency floor
+                        (:mod:`benchmarks.wan`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
 from benchmarks.measure import MB, log, megabytes
+from benchmarks.wan import WAN_DELAYS, WAN_KINDS, LatencyFloor, wan_label
 from testbed.images import build_release, layout_refs
 from testbed.registry import Registry
 from testbed.skopeo import load_release
@@ -49,7 +55,7 @@ CHANGED_SHARE = 0.20
 NOOP_SIZES = {"unique_size": 64 * 1024, "base_size": 256 * 1024, "shared_size": 128 * 1024}
 NOOP_COUNTS = (16, 64)
 
-SCENARIOS = ("cold", "cold-multiarch", "noop", "incremental", "memory")
+SCENARIOS = ("cold", "cold-multiarch", "noop", "incremental", "memory", "wan")
 #: Tools a scenario does not measure, and why (printed in the table).
 NOT_MEASURED = {
     "cold-multiarch": {"docker": "docker pulls only the engine's platform (linux/amd64): not comparable"},
@@ -57,6 +63,10 @@ NOT_MEASURED = {
              "floor-relay": "nothing to send: the floor of a no-op is 0"},
     "memory": {"skopeo-sync": "same copy code as skopeo copy (measured)",
                "docker": "the work happens in dockerd, not in a client process"},
+    "wan": {"floor": "modelled, not measured: see the latency floor of each case",
+            "floor-relay": "modelled, not measured: see the latency floor of each case",
+            "pull-push": "not in the WAN scenario: arcmirror's own pull and push steps, timed on loopback",
+            "docker": "not in the WAN scenario: the engine pulls and re-compresses on push, timed on loopback"},
 }
 
 
@@ -138,15 +148,22 @@ class Case:
     prep_tag: str | None = None  # what stateful tools copy (untimed) before the timed run
     description: str = ""
     poll_tree: bool = False
+    delay_ms: float | None = None  # WAN: the relays' one-way delay in front of both registries
+    bandwidth: float | None = None  # WAN: bytes per second of the link both relays share; None: uncapped
+    floor: LatencyFloor | None = None  # WAN: the least the case can take (benchmarks.wan)
+    wan_kind: str | None = None  # WAN: which case of WAN_KINDS it is
 
 
 class ScenarioData:
     """Builds each scenario's releases into started source registries (once) and makes its cases."""
 
-    def __init__(self, workdir: Path, *, scale: float, noop_counts: tuple[int, int] = NOOP_COUNTS) -> None:
+    def __init__(self, workdir: Path, *, scale: float, noop_counts: tuple[int, int] = NOOP_COUNTS,
+                 wan_delays: Sequence[float] = WAN_DELAYS, wan_bandwidth: float | None = None) -> None:
         self.workdir = workdir
         self.scale = scale
         self.noop_counts = noop_counts
+        self.wan_delays = tuple(wan_delays)
+        self.wan_bandwidth = wan_bandwidth  # bytes per second
         self.registries: list[Registry] = []
         self.sources: dict[str, tuple[Registry, Path, dict]] = {}
 
@@ -191,6 +208,12 @@ class ScenarioData:
             shutil.copytree(self.sources[key][0].storage, seed)
         return seed
 
+    def _this_month_seed(self) -> Path:
+        """A complete target of this month's release (``arc`` at TAG), taken before NEXT_TAG is loaded."""
+        if NEXT_TAG in self.sources["arc"][2] and not (self.workdir / "seeds" / "arc").exists():
+            raise RuntimeError("the seed of this month's release must be taken before the next one is loaded")
+        return self._seed("arc")
+
     def _digests(self, key: str, tag: str) -> dict[str, str]:
         _, layout, releases = self.sources[key]
         digests = layout_refs(layout)
@@ -223,9 +246,7 @@ class ScenarioData:
             sizes = release_sizes(self.scale, len(names))
             source, layout = self._source("arc", names, sizes=sizes)
             before = self.sources["arc"][2][TAG]
-            if NEXT_TAG in self.sources["arc"][2]:
-                raise RuntimeError("the incremental seed must be taken before the next release is loaded")
-            seed = self._seed("arc")  # the source holds this month's release only
+            seed = self._this_month_seed()
             changed = changed_names(names)
             after = self._add_tag("arc", names, NEXT_TAG, sizes=sizes, changed=changed)
             new = release_blobs(layout, after).minus(release_blobs(layout, before))
@@ -244,7 +265,38 @@ class ScenarioData:
             return [Case(scenario, scenario, source, name, TAG, self._digests("memory", TAG),
                          release_blobs(layout, refs), poll_tree=True,
                          description=f"one image with a {megabytes(layer)} layer: peak RSS of the process tree")]
+        if scenario == "wan":
+            return self._wan_cases()
         raise ValueError(f"unknown scenario {scenario!r}")
+
+    def _wan_cases(self) -> list[Case]:
+        """``cold``, a no-op and ``incremental`` of the Arc release at each of :attr:`wan_delays`.
+
+        The same data as the loopback cases: the no-op's target starts as a copy of this month's
+        release (the incremental case's seed), so every case has the same 17 images.
+        """
+        cold, = self.cases("cold")
+        seed = self._this_month_seed()
+        incremental, = self.cases("incremental")
+        last_month = self._digests("arc", TAG)
+        kinds = {
+            "cold": (cold, len(cold.names)),
+            "noop": (replace(cold, seed=seed, prep_tag=TAG, blobs=Blobs(), description="target holds the release"),
+                     0),
+            "incremental": (incremental, sum(incremental.digests[n] != last_month[n] for n in incremental.names)),
+        }
+        link = (f"sharing a {self.wan_bandwidth / MB:g} MB/s link" if self.wan_bandwidth
+                else "bandwidth uncapped")
+        cases = []
+        for delay in self.wan_delays:
+            for kind in WAN_KINDS:
+                case, copies = kinds[kind]
+                floor = LatencyFloor.of(copies, delay, case.blobs.data_bytes, self.wan_bandwidth)
+                cases.append(replace(
+                    case, scenario="wan", label=wan_label(kind, delay), delay_ms=delay,
+                    bandwidth=self.wan_bandwidth, floor=floor, wan_kind=kind,
+                    description=f"{case.description}; the tool {delay:g} ms one way from both registries, {link}"))
+        return cases
 
     def describe(self, case: Case) -> dict:
         """The case as the report's Data table shows it."""
@@ -253,6 +305,7 @@ class ScenarioData:
             "bytes": case.blobs.data_bytes if case.blobs.data else self._release_bytes(case),
             "new_bytes": case.blobs.data_bytes, "description": case.description,
             "largest_blob": max(case.blobs.data.values(), default=0),
+            "delay_ms": case.delay_ms, "bandwidth": case.bandwidth, "floor": case.floor, "wan_kind": case.wan_kind,
         }
 
     def _release_bytes(self, case: Case) -> int:

@@ -20,6 +20,9 @@ Tools that keep local state (docker's image store, pull-push's store) start each
 ``noop`` and ``incremental`` they first copy the previous state untimed (the same release, or last
 month's), as a user running them every month would have done.
 
+In the WAN scenario a tool is given the hosts of the relays in front of both registries
+(:attr:`RunContext.source_host`, :attr:`RunContext.target_host`) instead of the registries'.
+
 arcmirror runs only as a subprocess (``python -m invoke``): the harness never imports it.
 """
 
@@ -41,6 +44,7 @@ import yaml
 
 from benchmarks.measure import ProcResult, blob_file, log, process_cpu, run_measured, run_pipe
 from benchmarks.scenarios import REPO, ROOT, Case
+from benchmarks.wan import Relays
 from testbed import dockerd
 from testbed.registry import Registry
 
@@ -91,14 +95,36 @@ class ToolError(RuntimeError):
 
 @dataclass
 class RunContext:
+    """One run of a tool: the case, the fresh target, a work directory, the tag to copy; and, in the
+    WAN scenario, the relays in front of both registries, whose hosts the tool is given instead."""
+
     case: Case
     target: Registry
     workdir: Path
     tag: str
+    relays: Relays | None = None
 
     @property
     def source(self) -> Registry:
         return self.case.source
+
+    @property
+    def source_host(self) -> str:
+        """``host:port`` the tool reads from: the source registry, or the relay in front of it."""
+        return self.relays.source_host if self.relays else self.source.host
+
+    @property
+    def target_host(self) -> str:
+        """``host:port`` the tool writes to: the target registry, or the relay in front of it."""
+        return self.relays.target_host if self.relays else self.target.host
+
+    @property
+    def source_url(self) -> str:
+        return f"{self.source.scheme}://{self.source_host}"
+
+    @property
+    def target_url(self) -> str:
+        return f"{self.target.scheme}://{self.target_host}"
 
 
 class Tool:
@@ -139,7 +165,7 @@ class FloorTool(Tool):
         curl = shutil.which("curl")
         files = sorted(((d, blob_file(ctx.source, d)) for d in ctx.case.blobs.data),
                        key=lambda item: -item[1].stat().st_size)
-        base = f"{ctx.target.url}/v2/{REPO}/floor/blobs/uploads/"
+        base = f"{ctx.target_url}/v2/{REPO}/floor/blobs/uploads/"
         put_options = ["-sS", "-f", "-H", "Content-Type: application/octet-stream", "-H", "Expect:"]
 
         def upload(item: tuple[str, Path]) -> float:
@@ -150,10 +176,10 @@ class FloorTool(Tool):
             if post.returncode or not location:
                 raise ToolError(f"curl POST {base} failed: {post.stderr.strip() or post.stdout.strip()}")
             if location.startswith("/"):
-                location = ctx.target.url + location
+                location = ctx.target_url + location
             url = f"{location}{'&' if '?' in location else '?'}digest={digest}"
             if self.relay:
-                source = f"{ctx.source.url}/v2/{REPO}/{ctx.case.blobs.owner[digest]}/blobs/{digest}"
+                source = f"{ctx.source_url}/v2/{REPO}/{ctx.case.blobs.owner[digest]}/blobs/{digest}"
                 size = str(ctx.case.blobs.data[digest])
                 got, put, cpu, stderr = run_pipe(
                     [curl, "-sS", "-f", source],
@@ -189,9 +215,9 @@ def arcmirror_env(ctx: RunContext, report_dir: Path, **more: str) -> dict[str, s
     docker_config.mkdir(exist_ok=True)
     return {
         **_clean_environ(),
-        "SOURCE_DOCKER_REGISTRY": ctx.source.host, "SOURCE_DOCKER_INSECURE": "true",
+        "SOURCE_DOCKER_REGISTRY": ctx.source_host, "SOURCE_DOCKER_INSECURE": "true",
         "SOURCE_DOCKER_REPOSITORY": REPO, "SOURCE_DOCKER_TAG": ctx.tag,
-        "TARGET_DOCKER_REGISTRY": ctx.target.host, "TARGET_DOCKER_INSECURE": "true",
+        "TARGET_DOCKER_REGISTRY": ctx.target_host, "TARGET_DOCKER_INSECURE": "true",
         "TARGET_DOCKER_REPOSITORY": REPO,
         "MIRROR_IMAGES": ",".join(ctx.case.names),
         "MIRROR_REPORT_DIR": str(report_dir),
@@ -293,8 +319,8 @@ class SkopeoCopyTool(Tool):
             result = run_measured(_skopeo(
                 "copy", "--all", "--preserve-digests",
                 "--src-tls-verify=false", "--src-no-creds", "--dest-tls-verify=false", "--dest-no-creds",
-                f"docker://{ctx.source.host}/{REPO}/{name}:{ctx.tag}",
-                f"docker://{ctx.target.host}/{REPO}/{name}:{ctx.tag}",
+                f"docker://{ctx.source_host}/{REPO}/{name}:{ctx.tag}",
+                f"docker://{ctx.target_host}/{REPO}/{name}:{ctx.tag}",
             ), cwd=ctx.workdir, poll_tree=ctx.case.poll_tree)
             _check(result, f"skopeo copy {name}")
             seconds += result.seconds
@@ -313,13 +339,13 @@ class SkopeoSyncTool(Tool):
         # --src yaml: one invocation for the whole list; the destination gets DEST/<last path
         # component>:TAG, i.e. the same REPO/NAME:TAG layout as the other tools.
         sync_yaml = ctx.workdir / "sync.yaml"
-        sync_yaml.write_text(yaml.safe_dump({ctx.source.host: {
+        sync_yaml.write_text(yaml.safe_dump({ctx.source_host: {
             "tls-verify": False,
             "images": {f"{REPO}/{name}": [ctx.tag] for name in ctx.case.names},
         }}, sort_keys=False))
         result = run_measured(_skopeo(
             "sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
-            "--dest-tls-verify=false", "--dest-no-creds", str(sync_yaml), f"{ctx.target.host}/{REPO}",
+            "--dest-tls-verify=false", "--dest-no-creds", str(sync_yaml), f"{ctx.target_host}/{REPO}",
         ), cwd=ctx.workdir, poll_tree=ctx.case.poll_tree)
         _check(result, "skopeo sync")
         return Outcome(result.seconds, peak_rss=result.peak_rss, cpu=result.cpu)
@@ -356,8 +382,8 @@ class DockerTool(Tool):
         seconds = 0.0
         engine_cpu = process_cpu(self.engine.pid)
         for name in ctx.case.names:
-            source = f"{ctx.source.host}/{REPO}/{name}:{ctx.tag}"
-            target = f"{ctx.target.host}/{REPO}/{name}:{ctx.tag}"
+            source = f"{ctx.source_host}/{REPO}/{name}:{ctx.tag}"
+            target = f"{ctx.target_host}/{REPO}/{name}:{ctx.tag}"
             for args in (("pull", source), ("tag", source, target), ("push", target)):
                 result = run_measured([cli, *args], env=env, cwd=ctx.workdir)
                 _check(result, f"docker {args[0]} {name}")

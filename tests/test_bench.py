@@ -1,6 +1,6 @@
 """The benchmark harness works end to end at a tiny scale (no time is ever asserted here).
 
-Marked ``bench`` (about 40 s in all): ``pytest -m "not bench"`` leaves it out.
+Marked ``bench`` (about a minute in all): ``pytest -m "not bench"`` leaves it out.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.bench import TOOLS, main, run_benchmark
+from benchmarks.wan import WAN_KINDS, LatencyFloor, wan_label
 from testbed import dockerd
 
 pytestmark = pytest.mark.bench
@@ -59,6 +60,45 @@ def test_every_scenario_and_tool_runs_on_tiny_data(tmp_path, testbed_tools):
     assert not (tmp_path / "work" / "runs").exists() or not any((tmp_path / "work" / "runs").iterdir())
 
 
+def test_wan_runs_through_relays_that_count_each_runs_requests(tmp_path, testbed_tools):
+    output = tmp_path / "wan.md"
+    report = run_benchmark(**TINY, tools=["floor", "arcmirror", "skopeo-sync"], scenarios=["wan"],
+                           wan_delays=(5,), wan_bandwidth=200, workdir=tmp_path / "work", output=output)
+
+    assert report.ok, report.wan_table()
+    for kind in WAN_KINDS:
+        label = wan_label(kind, 5)
+        assert "modelled, not measured" in report.row(label, "floor").skipped
+        for tool in ("arcmirror", "skopeo-sync"):
+            assert _measured(report, label, tool), (label, tool)
+            requests = report.row(label, tool).good[0].requests
+            assert requests.source > 0 and requests.target > 0, (label, tool)
+            assert sum(requests.source_by_method.values()) == requests.source
+            assert sum(requests.target_by_method.values()) == requests.target
+        floor = report.case(label)["floor"]
+        assert (floor.round_trips, floor.delay_ms, floor.bandwidth) == (1 if kind == "noop" else 4, 5, 200e6)
+    # Only the timed run is counted: a no-op uploads nothing, a cold run puts every image's manifest.
+    noop = report.row(wan_label("noop", 5), "arcmirror").good[0].requests
+    cold = report.row(wan_label("cold", 5), "arcmirror").good[0].requests
+    assert not {"POST", "PATCH"} & set(noop.target_by_method)
+    assert cold.target_by_method["PUT"] >= 17 and cold.total > noop.total
+
+    text = output.read_text()
+    assert "## WAN: tens of milliseconds from both registries" in text
+    assert "| wan-cold@5ms | 5 ms | 200 MB/s |" in text and "wan-noop@5ms: 1 × 2 × 5 ms" in text
+    assert report.results_table() is None  # the WAN rows have their own table
+    wan_goals = [(goal, value) for goal, value, met in report.targets() if goal.startswith("WAN")]
+    assert len(wan_goals) == 6 and all("lacks 25" in value for _, value in wan_goals)
+
+
+def test_the_latency_floor_model():
+    cold = LatencyFloor.of(17, 25, 400_000_000, 10_000_000)
+    assert cold.round_trips == 4 and cold.seconds == pytest.approx(4 * 0.05 + 2 * 40)
+    assert cold.formula() == "4 × 2 × 25 ms + 2 × 400.0 MB / 10 MB/s = 80.20 s"
+    noop = LatencyFloor.of(0, 10, 0, 10_000_000)
+    assert noop.seconds == pytest.approx(0.02) and noop.formula() == "1 × 2 × 10 ms = 0.020 s"
+
+
 def test_docker_is_skipped_with_its_reason_when_dockerd_is_absent(tmp_path, monkeypatch, testbed_tools):
     monkeypatch.setattr(dockerd, "dockerd_path", lambda: None)
     output = tmp_path / "b.md"
@@ -83,9 +123,11 @@ def test_command_line(tmp_path, capsys, testbed_tools):
     printed = capsys.readouterr().out
     assert "| memory | arcmirror |" in printed and "peak RSS" in printed
     assert output.exists()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--only", "rsync"])
-    assert exit_info.value.code == 2
+    for wrong in (["--only", "rsync"], ["--wan-delays", "10,x"], ["--wan-delays", "10,10"],
+                  ["--wan-bandwidth", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(wrong)
+        assert exit_info.value.code == 2, wrong
 
 
 @pytest.mark.parametrize("how", ["no git installed", "not a git work tree"])

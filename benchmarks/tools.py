@@ -8,7 +8,7 @@ Tools (``--only``):
 * ``floor-relay`` -- the same blobs streamed ``curl GET source | curl PUT target``, 4 at a time:
                      what a relay costs (the source registry serving too) before any tool's work.
 * ``arcmirror``   -- ``python -m invoke mirror`` as a user runs it (a subprocess; default
-                     settings: concurrency 4), configured through the environment.
+                     settings: concurrency 16), configured through the environment.
 * ``pull-push``   -- ``invoke pull`` then ``invoke push`` through a local store (skipped with a
                      visible line while ``invoke --list`` does not show both tasks).
 * ``skopeo-copy`` -- ``skopeo copy --all --preserve-digests``, image after image.

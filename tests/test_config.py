@@ -21,7 +21,7 @@ def test_defaults_follow_the_sample_script(tmp_path):
     assert (s.source.registry, s.source.repository) == ("mcr.microsoft.com", "arcdata")
     assert s.target.repository == "arcdata" and s.target.tag == "v1.41.0_2025-09-09"
     assert len(s.images) == 17 and "arc-bootstrapper" in s.images
-    assert s.platforms == () and s.concurrency == 4
+    assert s.platforms == () and s.concurrency == 16
     assert s.report_dir == tmp_path / "reports"
 
 

@@ -258,18 +258,25 @@ def demo(c, report_dir="reports/demo", keep=False):
         raise Exit(code=code)
 
 
-@plain_task(help={"scale": "data size factor (1 = ~400 MB of distinct blobs; a 1 GB layer in the memory case)",
+@plain_task(auto_shortflags=False, help={"scale": "data size factor (1 = ~400 MB of distinct blobs; a 1 GB layer in the memory case)",
                   "runs": "runs per figure; the median is reported (default 3)",
-                  "only": "comma-separated tools: floor,floor-relay,arcmirror,pull-push,skopeo-copy,skopeo-sync,docker",
-                  "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory",
+                  "only": "comma-separated tools: floor,floor-relay,arcmirror,arcmirror-baseline,pull-push,"
+                          "skopeo-copy,skopeo-sync,docker",
+                  "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory,wan (default all)",
                   "output": "the Markdown report (default docs/benchmarks.md; '-' for none)",
                   "workdir": "keep layouts, registries and the engine here (default: a temporary folder)",
-                  "noop-images": "image counts of the two no-op cases (default 16,64)"})
-def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=None, noop_images=None):
+                  "noop-images": "image counts of the two no-op cases (default 16,64)",
+                  "baseline": "another checkout of arcmirror (a git worktree of an older commit), timed as "
+                              "arcmirror-baseline on the same data in the same run",
+                  "wan-delays": "the wan scenario's one-way delays in ms, a case each (default 10,25)",
+                  "wan-bandwidth": "a bandwidth cap in MB/s shared by the wan scenario's relays (default none)"})
+def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=None, noop_images=None,
+          baseline=None, wan_delays=None, wan_bandwidth=None):
     """Time arcmirror against skopeo, docker and the target's floor on a synthetic Arc release.
 
-    Real registries on loopback, the same data for every tool, each run into a fresh target; the
-    medians go to docs/benchmarks.md with the machine's description. See benchmarks/README.md.
+    Real registries on loopback (and behind latency relays, in the wan scenario), the same data for
+    every tool, each run into a fresh target; the medians go to docs/benchmarks.md with the machine's
+    description. See benchmarks/README.md.
     """
     root = checkout()
     if root is None:
@@ -280,9 +287,10 @@ def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=
 
     argv = ["--scale", str(scale), "--runs", str(runs)]
     for flag, value in (("--only", only), ("--scenarios", scenarios), ("--output", output),
-                        ("--workdir", workdir), ("--noop-images", noop_images)):
+                        ("--workdir", workdir), ("--noop-images", noop_images), ("--baseline", baseline),
+                        ("--wan-delays", wan_delays), ("--wan-bandwidth", wan_bandwidth)):
         if value:
-            argv += [flag, value]
+            argv += [flag, str(value)]
     if code := main(argv):
         raise Exit(code=code)
 

@@ -34,6 +34,7 @@ from .errors import (
     short_reason,
 )
 from .retry import RetryPolicy, requested_delay
+from .storage import malformed_location
 from .transport import CancellableAdapter
 
 USER_AGENT = f"arcmirror/{__version__}"
@@ -122,11 +123,7 @@ class RegistrySession:
             cancel.check()  # a connection shut down by a cancellation is not the registry's failure
             raise self._transport_error(exc, method, url) from None
         except ValueError:  # requests parses a redirect's Location even when it does not follow it
-            raise ProtocolError(
-                f"the {self.label} answered {method} {_path(url)} with a redirect that is not an http(s) URL (not "
-                "shown: it may hold a signed credential)",
-                f"the registry at {self.prefix}_REGISTRY sent a malformed Location; report it to its operator",
-            ) from None
+            raise malformed_location(self.label, f"{method} {_path(url)}", self.prefix) from None
 
     def _transport_error(self, exc: requests.exceptions.RequestException, method: str, url: str) -> RegistryError:
         if isinstance(exc, requests.exceptions.SSLError):

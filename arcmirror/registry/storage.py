@@ -60,6 +60,15 @@ def clean(text: str, url: str) -> str:
     return re.sub(r"(https?://[^/\s'\"]+)/\S*", r"\1/…", text)
 
 
+def malformed_location(label: str, what: str, prefix: str) -> ProtocolError:
+    """A redirect whose ``Location`` is not an http(s) URL: the registry's error; the text is never shown."""
+    return ProtocolError(
+        f"the {label} answered {what} with a redirect that is not an http(s) URL (not shown: it may hold a "
+        "signed credential)",
+        f"the registry at {prefix}_REGISTRY sent a malformed Location; report it to its operator",
+    )
+
+
 def firewall_hint(registry: str, storage_host: str) -> str:
     """Which hosts to allow, for the registries whose storage hosts are known."""
     if registry.endswith("mcr.microsoft.com") or storage_host.endswith(".data.mcr.microsoft.com"):
@@ -102,11 +111,7 @@ class Redirects:
         except ValueError:  # a malformed host or port
             valid = False
         if not valid:
-            raise ProtocolError(
-                f"the {self.label} answered {what} with a redirect that is not an http(s) URL (not shown: it may "
-                "hold a signed credential)",
-                f"the registry at {self.prefix}_REGISTRY sent a malformed Location; report it to its operator",
-            )
+            raise malformed_location(self.label, what, self.prefix)
         return target
 
     def _get(self, url: str, what: str, headers: dict[str, str]) -> requests.Response:

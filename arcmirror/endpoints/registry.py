@@ -13,7 +13,6 @@ from ..oci.digest import CHUNK
 from ..oci.manifest import Manifest
 from ..registry.client import RegistryClient
 from ..registry.errors import TransientError, short_reason
-from ..registry.storage import clean
 
 #: How many times one blob download may be resumed with a Range request after a dropped connection.
 RESUMES = 5
@@ -63,7 +62,7 @@ class RegistryEndpoint:
                         offset += len(chunk)
                         yield chunk
                 except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    failure = clean(short_reason(exc), response.url or "")
+                    failure = short_reason(exc, response.url)
                 if offset >= size:
                     return  # complete (or longer than declared: the verifying body refuses that)
                 failure = failure or f"the connection closed after {offset} of {size} bytes"

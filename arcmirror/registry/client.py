@@ -6,6 +6,7 @@ finds the scheme and auth, retries, and explains failures).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -144,7 +145,7 @@ class RegistryClient(RegistrySession):
             response.storage = origin(response.url)  # type: ignore[attr-defined]
         return response
 
-    @property
+    @functools.cached_property
     def _redirects(self) -> Redirects:
         return Redirects(self._session, label=self.label, prefix=self.prefix, registry=self.host,
                          ca_bundle=self._ca_bundle, timeout=self.timeout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import Sequence
 
 import requests
@@ -121,12 +122,14 @@ def describe_errors(entries: Sequence[tuple[str, str, str]]) -> str:
     return (": " + "; ".join(parts)) if parts else ""
 
 
-def short_reason(exc: BaseException) -> str:
+def short_reason(exc: BaseException, url: str | None = None) -> str:
     """A one-line reason from a requests/urllib3 exception chain, without the noise.
 
-    No path or query of any URL survives (a redirect's URL may be a signed link): only its origin.
+    No path or query of any URL survives (a redirect's URL may be a signed link): only its origin;
+    ``url``, the URL the exception is about, is also taken out in any form it may take (bare path or
+    query, quoted or not).
     """
-    text = str(exc)
+    text = _without(str(exc), url) if url else str(exc)
     for marker in ("Caused by ", "Failed to establish a new connection: ", "(Caused by"):
         if marker in text:
             text = text.split(marker, 1)[1]
@@ -140,3 +143,17 @@ def short_reason(exc: BaseException) -> str:
     text = re.sub(r"\burl: \S+", "url: …", text)
     text = re.sub(r"(https?://[^/\s'\"?#]+)[^\s'\"]*", r"\1", text)
     return text[:300]
+
+
+def _without(text: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    for secret in sorted({url, parts.path, parts.query, urllib.parse.quote(parts.path),
+                          urllib.parse.unquote(parts.query)} - {"", "/"}, key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text
+
+
+def unresolvable(reason: str) -> bool:
+    """Whether a connection failure's reason says the host name does not resolve."""
+    return any(m in reason for m in ("Name or service not known", "Temporary failure in name resolution",
+                                     "nodename nor servname"))

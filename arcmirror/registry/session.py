@@ -32,6 +32,7 @@ from .errors import (
     describe_errors,
     error_entries,
     short_reason,
+    unresolvable,
 )
 from .retry import RetryPolicy, requested_delay
 from .storage import malformed_location
@@ -132,7 +133,7 @@ class RegistrySession:
             return TransientError(f"the {self.label} did not answer in time ({method} {_path(url)}): {short_reason(exc)}")
         if isinstance(exc, requests.exceptions.ConnectionError):
             text = short_reason(exc)
-            if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+            if unresolvable(text):
                 return RegistryError(
                     f"the {self.label} cannot be found: its host name does not resolve",
                     f"check {self.prefix}_REGISTRY",

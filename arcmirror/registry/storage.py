@@ -15,7 +15,6 @@ link carries a short-lived credential (an Azure SAS ``sig=``, an S3 ``X-Amz-Sign
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from typing import Callable
 
@@ -23,7 +22,7 @@ import requests
 
 from .. import cancel
 from ..oci.errors import HintedError, NotFoundError, ProtocolError
-from .errors import RegistryError, TransientError, short_reason
+from .errors import RegistryError, TransientError, short_reason, unresolvable
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_HOPS = 5
@@ -48,16 +47,6 @@ def origin(url: str) -> str:
     except ValueError:
         port = None
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-
-
-def clean(text: str, url: str) -> str:
-    """``text`` (an exception's words) without the URL, its path or its query, in any form."""
-    parts = urllib.parse.urlsplit(url)
-    for secret in sorted({url, parts.path, parts.query, urllib.parse.quote(parts.path),
-                          urllib.parse.unquote(parts.query)} - {"", "/"}, key=len, reverse=True):
-        text = text.replace(secret, "…")
-    text = re.sub(r"(url: )\S+", r"\1…", text)
-    return re.sub(r"(https?://[^/\s'\"]+)/\S*", r"\1/…", text)
 
 
 def malformed_location(label: str, what: str, prefix: str) -> ProtocolError:
@@ -140,7 +129,7 @@ class Redirects:
         raise ProtocolError(f"{lead}, which answered HTTP {status}", status=status)
 
     def _failure(self, exc: requests.exceptions.RequestException, url: str, lead: str) -> HintedError:
-        reason = clean(short_reason(exc), url)
+        reason = short_reason(exc, url)
         host = urllib.parse.urlsplit(url).hostname or ""
         allow = f"allow {origin(url)} in the firewall or proxy of this machine{firewall_hint(self.registry, host)}"
         if isinstance(exc, requests.exceptions.SSLError):
@@ -148,8 +137,7 @@ class Redirects:
                 f"{lead}, and TLS with that host failed: {reason}",
                 f"if a proxy inspects TLS, or that host has a private CA, set {self.prefix}_CA_BUNDLE to a PEM file "
                 f"with that CA (it is used for the storage host too; {self.prefix}_INSECURE covers the registry only)")
-        if "Name or service not known" in reason or "Temporary failure in name resolution" in reason \
-                or "nodename nor servname" in reason:
+        if unresolvable(reason):
             return RegistryError(f"{lead}, whose name does not resolve on this machine",
                                  f"{allow}, and its name in DNS")
         if isinstance(exc, requests.exceptions.Timeout):

@@ -23,6 +23,7 @@ from testbed.tokenserver import TokenServer
 
 if TYPE_CHECKING:
     from testbed.faultproxy import FaultProxy
+    from testbed.front import RegistryFront
 
 RELEASE_TAG = "v1.41.0_2025-09-09"
 RELEASE_REPO = "arcdata"
@@ -214,6 +215,7 @@ def fault_proxy() -> Iterator[Callable[..., "FaultProxy"]]:
     See :mod:`testbed.faultproxy`.
     """
     from testbed.faultproxy import FaultProxy
+    from testbed.front import RegistryFront
 
     proxies: list[FaultProxy] = []
 
@@ -226,3 +228,27 @@ def fault_proxy() -> Iterator[Callable[..., "FaultProxy"]]:
     yield factory
     for proxy in reversed(proxies):
         proxy.stop()
+
+
+@pytest.fixture
+def registry_front() -> Iterator[Callable[..., "RegistryFront"]]:
+    """Factory ``registry_front(upstream, personality)``: a started :class:`testbed.front.RegistryFront`
+    (a product's documented behaviour before the real ``upstream`` registry), stopped at teardown.
+
+    The front has ``username``/``password`` of the registry behind it (``registry_env`` reads them) and is
+    plain HTTP like that registry.
+    """
+    from testbed.front import RegistryFront
+
+    fronts: list[RegistryFront] = []
+
+    def factory(upstream: Registry, personality) -> RegistryFront:
+        front = RegistryFront(upstream.host, personality)
+        front.username, front.password, front.scheme, front.ca_bundle = (
+            upstream.username, upstream.password, "http", None)
+        fronts.append(front)
+        return front.start()
+
+    yield factory
+    for front in reversed(fronts):
+        front.stop()

@@ -230,13 +230,31 @@ class Copier:
             result.rewritten = manifest.digest != digest
         result.platforms = platforms_of(manifest)
         result.digest = manifest.digest
+        repairing = self.repair or job.repair
+        if current != manifest.digest and not repairing and \
+                self.target.resolve(job.target_repo, manifest.digest) == manifest.digest:
+            # the image is in the target already (next month's tag on an unchanged image, a tag deleted):
+            # a registry holds a manifest only with all it references, so the tag is all there is to write
+            self._put_tag(job, manifest, result)
+            if self.referrers:
+                self._copy_referrers(job, result, lambda: self._tree_digests(job, manifest.digest), manifest.digest,
+                                     tags)
+            result.status = "would-copy" if self.dry_run else "copied"
+            return
         self._copy_tree(job, manifest, job.target_tag, result, present=current == manifest.digest, depth=0, path=(),
-                        rewritten=rewritten)
+                        rewritten=rewritten, repairing=repairing)
         if self.referrers:
             subjects = list(result.tree)
             self._copy_referrers(job, result, lambda: subjects, result.tree[0], tags)
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
         result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
+
+    def _put_tag(self, job: ImageJob, manifest: Manifest, result: ImageResult) -> None:
+        """Point the target tag at a manifest the target repository holds."""
+        cancel.check("this image")
+        if not self.dry_run:
+            self._put_manifest(job, job.target_tag, manifest, f"{job.source_repo}@{manifest.digest}")
+        result.manifests_pushed += 1
 
     def _source_manifest(self, job: ImageJob, source_ref: str) -> Manifest:
         try:
@@ -259,8 +277,13 @@ class Copier:
         return [m.digest for m in manifests]
 
     def _copy_tree(self, job: ImageJob, manifest: Manifest, reference: str, result: ImageResult, *,
-                   present: bool, depth: int, path: tuple[str, ...], rewritten: Mapping[str, Manifest] = {}) -> None:
-        """Copy a manifest's blobs and children, then the manifest itself unless the target has it (``present``)."""
+                   present: bool, depth: int, path: tuple[str, ...], rewritten: Mapping[str, Manifest] = {},
+                   repairing: bool = False) -> None:
+        """Copy a manifest's blobs and children, then the manifest itself unless the target has it (``present``).
+
+        A child the target holds is complete (a registry takes a manifest only with all it references), and is
+        not looked into unless ``repairing``.
+        """
         where = f"{job.source_repo}@{manifest.digest}"
         result.tree.append(manifest.digest)
         if manifest.digest in path or depth > MAX_DEPTH:
@@ -268,10 +291,13 @@ class Copier:
         if is_index(manifest):
             for child_digest in children_of(manifest, where):
                 child_present = self.target.resolve(job.target_repo, child_digest) == child_digest
+                if child_present and not repairing and child_digest not in rewritten:
+                    result.tree.extend(self._tree_digests(job, child_digest))
+                    continue
                 child = rewritten.get(child_digest) or (self.target if child_present else self.source).get_manifest(
                     job.target_repo if child_present else job.source_repo, child_digest)
                 self._copy_tree(job, child, child_digest, result, present=child_present, depth=depth + 1,
-                                path=path + (manifest.digest,), rewritten=rewritten)
+                                path=path + (manifest.digest,), rewritten=rewritten, repairing=repairing)
         else:
             self._copy_blobs(job, blobs_of(manifest, where), result)
         if not present:
@@ -323,8 +349,11 @@ class Copier:
                 manifest = self.source.get_manifest(job.source_repo, referrer.digest)
                 self._copy_tree(job, manifest, referrer.digest, result, present=False, depth=0, path=())
                 result.referrers_copied += 1
-        if not (isinstance(self.target, IndexesSubjects) and self.target.keeps_referrers):  # else its API lists them
-            for subject, referrers in found.by_subject().items():
+        by_subject = found.by_subject()
+        listed_by_api = by_subject and isinstance(self.target, IndexesSubjects) and \
+            self.target.keeps_referrers(job.target_repo, next(iter(by_subject)))
+        if not listed_by_api:
+            for subject, referrers in by_subject.items():
                 tag = schema_tag(subject)
                 existing = self.target.get_manifest(job.target_repo, tag) \
                     if self.target.resolve(job.target_repo, tag) else None

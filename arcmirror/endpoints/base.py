@@ -64,10 +64,11 @@ class ReferrersAPI(Protocol):
 
 @runtime_checkable
 class IndexesSubjects(Protocol):
-    """A target that keeps the referrers API itself: a manifest with a ``subject`` is listed on its own."""
+    """A target that may keep the referrers API itself: a manifest with a ``subject`` is listed on its own."""
 
-    @property
-    def keeps_referrers(self) -> bool: ...
+    def keeps_referrers(self, repository: str, subject: str) -> bool:
+        """Whether the target lists the referrers of ``subject`` (a manifest it holds) through its API, so that
+        no tag-schema index is to be written."""
 
 
 @runtime_checkable

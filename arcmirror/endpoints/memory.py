@@ -116,7 +116,9 @@ class MemoryRegistryWithReferrers(MemoryRegistry):
     target it indexes a manifest with a ``subject`` itself (:class:`~.base.IndexesSubjects`)."""
 
     has_referrers_api = True
-    keeps_referrers = True
+
+    def keeps_referrers(self, repository: str, subject: str) -> bool:
+        return True
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
         found = []

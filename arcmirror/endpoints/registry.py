@@ -84,10 +84,14 @@ class RegistryEndpoint:
                     return entries
         return self.client.referrers(repository, digest) if self.has_referrers_api else None
 
-    @property
-    def keeps_referrers(self) -> bool:
-        """True once the registry showed it indexes referrers itself (the OCI referrers API)."""
-        return self.client.subject_indexed
+    def keeps_referrers(self, repository: str, subject: str) -> bool:
+        """Whether the registry lists referrers itself: it answered a manifest with a ``subject`` with
+        ``OCI-Subject``, or (asked once a run, about a subject it holds) its referrers API answers.
+
+        Not every registry with the API sends the header (Harbor 2.8, Quay 3.12), and a rerun pushes nothing
+        that would bring it: without the question, the tag-schema index would be written beside the API.
+        """
+        return self.client.subject_indexed or self.referrers(repository, subject) is not None
 
     def has_blob(self, repository: str, digest: str) -> bool:
         return self.client.has_blob(repository, digest)

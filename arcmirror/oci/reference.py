@@ -93,6 +93,11 @@ def tag_problem(value: str) -> str | None:
     return None
 
 
+def is_tag(value: object) -> bool:
+    """Whether a listed value is a tag: a string of the tag grammar (not JSON null, not a digest)."""
+    return isinstance(value, str) and bool(_TAG_RE.match(value))
+
+
 def nearest_tags(wanted: str, tags: Iterable[str], count: int = 3) -> list[str]:
     """The ``count`` tags most like ``wanted`` (for "did you mean" messages), most alike first."""
     return difflib.get_close_matches(wanted, list(dict.fromkeys(tags)), n=count, cutoff=0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
@@ -60,9 +61,41 @@ class Token:
     value: Secret
     expires_at: float
     margin: float = 10.0  # renew this many seconds before expiry
+    #: what the token grants, as its JWT ``access`` claim says ("repository:NAME" -> actions); None: unknown
+    granted: Mapping[str, frozenset[str]] | None = None
 
     def fresh(self) -> bool:
         return time.monotonic() < self.expires_at - self.margin
+
+    def grants(self, resource: str) -> frozenset[str] | None:
+        """The actions granted on ``resource`` ("repository:NAME"); None when the token does not say."""
+        if self.granted is None:
+            return None
+        return self.granted.get(resource, frozenset())
+
+
+def granted_access(token: str) -> dict[str, frozenset[str]] | None:
+    """The ``access`` claim of a registry token that is a JWT (distribution's token auth, which Harbor, Quay,
+    GitLab, ACR and Docker Hub follow): ``{"repository:NAME": actions}``; None when it is not one.
+
+    Read to explain a refusal only ("the token gave no push rights"): never trusted for anything, so its
+    signature is not checked.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        access = payload.get("access")
+        if not isinstance(access, list):
+            return None
+        granted: dict[str, frozenset[str]] = {}
+        for entry in access:
+            resource = f"{entry['type']}:{entry['name']}"
+            granted[resource] = granted.get(resource, frozenset()) | frozenset(str(a) for a in entry.get("actions") or ())
+        return granted
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 class TokenCache:

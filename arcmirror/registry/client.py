@@ -16,13 +16,18 @@ import requests
 import urllib3
 
 from ..oci.digest import sha256_digest
-from ..oci.errors import DigestMismatchError, HintedError, NotFoundError, ProtocolError
+from ..oci.errors import Cancelled, DigestMismatchError, HintedError, NotFoundError, ProtocolError
 from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, foreign_layer_hosts
 from ..oci.mediatypes import MANIFEST_MEDIA_TYPES, OCI_INDEX
+from ..oci.reference import is_tag, repository_problem
 from .auth import repository_scope
-from .errors import RefusedError, TransientError, short_reason
+from .errors import RefusedError, RepositoryMissing, TransientError, short_reason
 from .session import RegistrySession
 from .storage import REDIRECTS, Redirects, origin
+
+
+#: The answers to a HEAD of a manifest that are read further (anything but a retried 429 or 5xx)
+_HEAD_ANSWERS = tuple(range(200, 500))
 
 
 class RegistryClient(RegistrySession):
@@ -35,17 +40,27 @@ class RegistryClient(RegistrySession):
     # -- manifests ---------------------------------------------------------------------------
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
-        """The digest ``reference`` resolves to, or None when it does not exist (HEAD: not rate-limited)."""
+        """The digest ``reference`` resolves to, or None when it does not exist (HEAD: not rate-limited).
+
+        A HEAD has no body to say why it was refused: a refusal is asked again with a GET, whose answer decides
+        and explains (Artifactory answers a HEAD of a manifest that does not exist 403, RTFACT-13797, which
+        go-containerregistry's pusher takes for "absent"; Harbor's 400 or 401 say what is wrong in the body).
+        So does a missing ``Docker-Content-Digest``.
+        """
         response = self.request(
             "HEAD", f"/v2/{repository}/manifests/{reference}",
             scopes=[repository_scope(repository, "pull")], what=f"manifest {repository}:{reference}",
-            ok=(200, 404), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
+            ok=_HEAD_ANSWERS, headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
         )
+        response.close()
         if response.status_code == 404:
             return None
         digest = response.headers.get("Docker-Content-Digest")
-        if not digest:  # some registries omit it on HEAD: fall back to GET
-            return self.get_manifest(repository, reference).digest
+        if response.status_code != 200 or not digest:
+            try:
+                return self.get_manifest(repository, reference).digest
+            except NotFoundError:
+                return None
         return digest
 
     def get_manifest(self, repository: str, reference: str, *, scopes: Iterable[str] | None = None) -> Manifest:
@@ -66,10 +81,15 @@ class RegistryClient(RegistrySession):
         return Manifest.parse(data, digest, f"{what} on the {self.label}", content_type)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
-        """The OCI referrers API's list for ``digest``, or None when the registry has no such API."""
+        """The OCI referrers API's list for ``digest``, or None when the registry has no such API.
+
+        Any refusal of a registry that could read the image is "no API": 404 (distribution), 400 and 405, and
+        401/403, which Harbor <= 2.7 answers for a route it does not know (regclient#384); Quay answers 400 for
+        a subject it never saw (``endpoints/v2/referrers.py``), which is an empty list there, and no list here.
+        """
         response = self.request(
             "GET", f"/v2/{repository}/referrers/{digest}", scopes=[repository_scope(repository, "pull")],
-            what=f"referrers of {repository}@{digest}", ok=(200, 404, 400, 405),
+            what=f"referrers of {repository}@{digest}", ok=(200, 400, 401, 403, 404, 405),
             headers={"Accept": OCI_INDEX}, stream=True,
         )
         with response:
@@ -151,23 +171,64 @@ class RegistryClient(RegistrySession):
                          ca_bundle=self._ca_bundle, timeout=self.timeout)
 
     def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
-        """Start a blob upload, or mount ``mount`` from ``mount_from``. Returns the upload URL, or None if mounted."""
+        """Start a blob upload, or mount ``mount`` from ``mount_from``. Returns the upload URL, or None if mounted.
+
+        A mount the registry refuses outright (Harbor answers 401 or 400 when it will not read ``from``,
+        go-containerregistry#1404, #1609) is asked again as a plain upload, as go-containerregistry's
+        ``initiateUpload`` does, and mounts from that repository are not asked for again in this run.
+        A POST that gets no answer at all makes the client ask why (:meth:`_why_no_upload`).
+        """
         scopes = [repository_scope(repository, "pull", "push")]
         params = {}
-        if mount and mount_from:
+        if mount and mount_from and mount_from not in self._mounts_refused:
             scopes.append(repository_scope(mount_from, "pull"))
             params = {"mount": mount, "from": mount_from}
-        response = self.request(
-            "POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, what=f"a blob upload to {repository}",
-            ok=(201, 202), params=params, data=b"",
-        )
+        try:
+            response = self.request(
+                "POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, what=f"a blob upload to {repository}",
+                ok=(201, 202), params=params, data=b"", diagnose=lambda attempt: self._why_no_upload(repository, attempt),
+            )
+        except (TransientError, Cancelled, RepositoryMissing):
+            raise  # not about the mount: the upload would meet the same
+        except HintedError:
+            if not params:
+                raise
+            self._mounts_refused.add(mount_from)
+            return self.start_upload(repository)
         response.close()
-        if response.status_code == 201 and mount:
+        if response.status_code == 201 and params:
             return None
         location = response.headers.get("Location")
         if not location:
             raise ProtocolError(f"the {self.label} started an upload to {repository} without a Location")
         return urllib.parse.urljoin(response.url, location)
+
+    @functools.cached_property
+    def _mounts_refused(self) -> set[str]:
+        """Repositories this registry refused to mount blobs from, in this run."""
+        return set()
+
+    def _why_no_upload(self, repository: str, attempt: int) -> None:
+        """The registry dropped an upload POST without an answer: ask it about the repository.
+
+        Amazon ECR does that for a repository that does not exist, and answers anything else with 404
+        NAME_UNKNOWN (aws/containers-roadmap#1970): that answer says what to do, and no retry can help. Another
+        registry's NAME_UNKNOWN counts once the drop repeated (a first drop may be the network's).
+        """
+        try:
+            response = self.request("GET", f"/v2/{repository}/tags/list", scopes=[repository_scope(repository, "pull")],
+                                    what=f"tags of {repository}", ok=(200, 404), retry=False)
+        except HintedError:
+            return  # the registry cannot be asked either: keep retrying the upload
+        if response.status_code != 404:
+            response.close()
+            return
+        explained = self._explain(response, "POST", f"a blob upload to {repository}",
+                                  [repository_scope(repository, "pull", "push")])
+        response.close()
+        if isinstance(explained, RepositoryMissing) and (explained.certain or attempt > 1):
+            raise RepositoryMissing(f"{explained.message}; it closed the connection of an upload into it without "
+                                    "an answer", explained.hint, status=explained.status, certain=explained.certain)
 
     def finish_upload(self, repository: str, location: str, digest: str, size: int, body: Iterable[bytes] | bytes) -> None:
         """PUT the whole blob (monolithic upload) to ``location``; the body is streamed, not retried here."""
@@ -202,21 +263,31 @@ class RegistryClient(RegistrySession):
                 items = response.json().get(key) or []
             except (ValueError, AttributeError):
                 raise ProtocolError(f"the {self.label} sent an unreadable list of {what}") from None
+            if not isinstance(items, list):
+                raise ProtocolError(f"the {self.label} sent a list of {what} that is not a list")
             yield from items
             url = _next_link(response, self.base_url, self.label)
 
     def list_tags(self, repository: str, *, missing_ok: bool = False) -> list[str]:
-        """The tags of a repository; with ``missing_ok``, none for a repository that does not exist."""
+        """The tags of a repository; with ``missing_ok``, none for a repository that does not exist.
+
+        What is listed but is not a tag is left out, as containers/image does: JSON ``null`` (Nexus 3.58,
+        containers/skopeo#2409) and digests (Artifactory lists its images' child manifests,
+        containers/skopeo#2346). Pages are followed through ``Link`` as given (Quay's opaque ``next_page``).
+        """
         try:
-            return list(self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
-                                       f"tags of {repository}"))
+            listed = self._paginate(f"/v2/{repository}/tags/list", "tags", [repository_scope(repository, "pull")],
+                                    f"tags of {repository}")
+            return list(dict.fromkeys(tag for tag in listed if is_tag(tag)))
         except NotFoundError:
             if missing_ok:
                 return []
             raise
 
     def catalog(self) -> list[str]:
-        return list(self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories"))
+        listed = self._paginate("/v2/_catalog", "repositories", ["registry:catalog:*"], "repositories")
+        return list(dict.fromkeys(name for name in listed if isinstance(name, str) and name
+                                  and repository_problem(name) is None))
 
 
 def _next_link(response: requests.Response, base_url: str, label: str) -> str | None:

@@ -38,6 +38,21 @@ class AuthError(RegistryError):
     """Credentials were refused or are needed."""
 
 
+class SetupError(RegistryError):
+    """The registry needs something its administrators set up (a project, a repository, a setting, a path it
+    allows): retrying or another password will not help; the hint says what, in that product's terms."""
+
+
+class RepositoryMissing(SetupError):
+    """The repository must be created before anything is pushed into it. ``certain``: the registry said so in
+    its own words (ECR's "does not exist in the registry with id"), not only with a NAME_UNKNOWN code."""
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 certain: bool = False) -> None:
+        super().__init__(message, hint, status=status)
+        self.certain = certain
+
+
 class TLSError(RegistryError):
     """The TLS handshake failed (unknown CA, wrong host name, plain HTTP server)."""
 
@@ -61,6 +76,8 @@ PERMANENT_CODES = frozenset({
     "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID",
     "MANIFEST_UNKNOWN", "MANIFEST_UNVERIFIED", "NAME_INVALID", "NAME_UNKNOWN", "SIZE_INVALID", "TAG_INVALID",
     "UNAUTHORIZED", "DENIED", "UNSUPPORTED",
+    # the codes some products use instead (Harbor: src/lib/errors/const.go; Quay 3.17: TAG_IMMUTABLE; distribution 3)
+    "BAD_REQUEST", "NOT_FOUND", "PRECONDITION", "FORBIDDEN", "CONFLICT", "TAG_IMMUTABLE", "PAGINATION_NUMBER_INVALID",
 })
 
 #: What to do about a refusal, by error code; ``{prefix}`` names the variables of that registry.
@@ -89,7 +106,9 @@ ERROR_BODY_LIMIT = 64 * 1024
 def error_entries(response: requests.Response) -> list[tuple[str, str, str]]:
     """The ``errors`` of the distribution API's error body: (code, message, detail), read once.
 
-    An odd, missing or oversized body gives none; ``detail`` (any JSON) is flattened to short text.
+    An odd, missing or oversized body gives none; ``detail`` (any JSON) is flattened to short text. As
+    products write it too: ``status`` where the spec says ``code`` (Artifactory: containers/skopeo#765), a
+    top-level ``details`` string (Docker Hub's token service: go-containerregistry#1741).
     """
     cached = getattr(response, "_arcmirror_errors", None)
     if cached is not None:
@@ -102,12 +121,15 @@ def error_entries(response: requests.Response) -> list[tuple[str, str, str]]:
             if len(buf) > ERROR_BODY_LIMIT:
                 raise ValueError("too long for an error body")
         body = json.loads(buf) if buf.lstrip()[:1] == b"{" else {}
-        for error in (body.get("errors") or [])[:10]:
+        errors = body.get("errors")
+        if not isinstance(errors, list) and isinstance(body.get("details"), str):
+            errors = [{"message": body["details"]}]
+        for error in (errors or [])[:10]:
             if isinstance(error, dict):
                 detail = error.get("detail")
                 detail = detail if isinstance(detail, str) else json.dumps(detail) if detail not in (None, {}, []) else ""
-                entries.append((str(error.get("code") or "")[:60], str(error.get("message") or "")[:200],
-                                detail[:200]))
+                code = error.get("code") or (f"HTTP {error['status']}" if error.get("status") else "")
+                entries.append((str(code)[:60], str(error.get("message") or "")[:200], detail[:200]))
     except Exception:  # noqa: BLE001 - an odd body just means no detail
         entries = []
     response._arcmirror_errors = entries  # type: ignore[attr-defined]

@@ -19,7 +19,8 @@ from .. import __version__, cancel
 from ..oci.errors import HintedError, NotFoundError, ProtocolError
 from ..oci.reference import DOCKER_HUB_ALIASES, split_host_port
 from ..secret import Secret
-from .auth import Challenge, Credentials, Token, TokenCache, parse_challenge
+from . import products
+from .auth import Challenge, Credentials, Token, TokenCache, granted_access, parse_challenge
 from .errors import (
     CODE_HINTS,
     PERMANENT_CODES,
@@ -88,6 +89,8 @@ class RegistrySession:
         self._ping_error: HintedError | None = None
         #: the registry answered a manifest with ``subject`` with OCI-Subject: it keeps the referrers API itself
         self.subject_indexed = False
+        #: the product its /v2/ challenge names (Harbor, GitLab, Quay, ...), for messages: :mod:`.products`
+        self.product: str | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -144,21 +147,31 @@ class RegistrySession:
             )
         return TransientError(f"{method} {_path(url)} on the {self.label} failed: {short_reason(exc)}")
 
-    def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response]) -> requests.Response:
-        """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent."""
+    def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response],
+                      diagnose: Callable[[int], None] | None = None) -> requests.Response:
+        """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent.
+
+        ``diagnose(attempt)`` runs after an attempt that got no answer at all (a dropped connection), to ask the
+        registry why; it raises when the answer says a retry cannot help (ECR drops an upload into a repository
+        that does not exist).
+        """
         last: RegistryError | None = None
+        rate_limit = ""
         for attempt in range(1, self.retry.attempts + 1):
             retry_after = None
             try:
                 response = attempt_fn()
             except TransientError as exc:
                 last, retry_after = exc, exc.retry_after
+                if diagnose is not None and isinstance(exc, ConnectError):
+                    diagnose(attempt)
             else:
                 if response.status_code == 429 or response.status_code >= 500:
                     errors = error_entries(response)
                     if PERMANENT_CODES.intersection(code for code, _, _ in errors):
                         return response  # the registry says a retry would get the same answer
                     retry_after = requested_delay(response)
+                    rate_limit = _rate_limit(response) if response.status_code == 429 else ""
                     last = TransientError(
                         f"the {self.label} answered {response.status_code} {response.reason} to {what}"
                         f"{describe_errors(errors)}",
@@ -170,11 +183,12 @@ class RegistrySession:
             if attempt < self.retry.attempts:
                 self._sleep(self.retry.delay(attempt, retry_after))
         assert last is not None
-        raise TransientError(
-            f"{last.message}; gave up after {self.retry.attempts} attempts",
-            last.hint or "the registry may be overloaded or down: run again later (only what is missing is sent)",
-            status=last.status,
-        )
+        hint = last.hint or "the registry may be overloaded or down: run again later (only what is missing is sent)"
+        if last.status == 429:
+            hint = (f"the registry limits requests{rate_limit}: run again later (only what is missing is sent)"
+                    + ("" if self.credentials else f", or log in: set {self.prefix}_USERNAME and {self.prefix}_PASSWORD "
+                                                   "(Docker Hub's rate limit is higher for a login)"))
+        raise TransientError(f"{last.message}; gave up after {self.retry.attempts} attempts", hint, status=last.status)
 
     # -- ping and auth -----------------------------------------------------------------------
 
@@ -188,6 +202,7 @@ class RegistrySession:
             try:
                 self._base_url, response = self._probe()
                 self._challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+                self.product = products.identify(self._challenge)
                 if response.status_code == 401 and self._challenge and self._challenge.scheme == "basic":
                     self._check_basic()
                 elif response.status_code not in (200, 401):
@@ -286,6 +301,10 @@ class RegistrySession:
         response = self._with_retries(
             "a token request", lambda: self._raw("GET", realm, params=params, headers=headers, allow_redirects=False)
         )
+        if response.status_code != 200:
+            explained = self._explain(response, "GET", "a token", sorted(scopes))
+            if explained is not None:
+                raise explained
         if response.status_code in (401, 403):
             if self.credentials:
                 raise self._refused(response.status_code)
@@ -305,7 +324,8 @@ class RegistrySession:
         if not value:
             raise ProtocolError(f"the token service of the {self.label} answered without a token")
         lifetime = max(expires_in, 1.0)
-        return Token(Secret(value), time.monotonic() + lifetime, margin=min(10.0, lifetime / 4))
+        return Token(Secret(value), time.monotonic() + lifetime, margin=min(10.0, lifetime / 4),
+                     granted=granted_access(value))
 
     # -- requests with auth ------------------------------------------------------------------
 
@@ -318,14 +338,17 @@ class RegistrySession:
         what: str,
         ok: Sequence[int] = (200,),
         retry: bool = True,
+        diagnose: Callable[[int], None] | None = None,
         **kwargs,
     ) -> requests.Response:
         """Send ``method path`` with auth for ``scopes``; raise a HintedError unless the status is in ``ok``.
 
-        ``what`` describes the operation for messages ("manifest arcdata/x:tag").
+        ``what`` describes the operation for messages ("manifest arcdata/x:tag"); the first of ``scopes``
+        names the repository the request is about. ``diagnose``: see :meth:`_with_retries`.
         """
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        scope_set = frozenset(scopes)
+        scope_list = list(scopes)
+        scope_set = frozenset(scope_list)
         body = kwargs.get("data")
         replayable = body is None or isinstance(body, (bytes, str))
         headers = dict(kwargs.pop("headers", None) or {})
@@ -337,9 +360,12 @@ class RegistrySession:
             response = self._raw(method, url, headers=headers, **kwargs)
             if response.status_code == 401:
                 challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+                if challenge is None or (challenge.scheme == "basic" and (
+                        not self.credentials or "Bearer" in headers.get("Authorization", ""))):
+                    # not "log in again": no challenge (Harbor sends an empty one), or Basic after a token was
+                    # sent (Harbor's default challenge, goharbor/harbor auth.go getChallenge); its body says why
+                    return response
                 response.close()
-                if challenge is None or (challenge.scheme == "basic" and not self.credentials):
-                    raise self._need_login(what)
                 fresh = self._authorization(scope_set, refresh=True, challenge=challenge) or ""
                 if not replayable:  # the streamed body is spent: the caller starts over with the new token
                     raise TransientError(f"the {self.label} asked for a new token during {method} {what}")
@@ -347,21 +373,39 @@ class RegistrySession:
                 response = self._raw(method, url, headers=headers, **kwargs)
             return response
 
-        response = self._with_retries(f"{method} {what}", attempt) if retry else attempt()
+        response = self._with_retries(f"{method} {what}", attempt, diagnose) if retry else attempt()
         if response.status_code in ok:
             return response
-        raise self._status_error(response, method, what)
+        raise self._status_error(response, method, what, scope_list)
 
     def _need_login(self, what: str) -> AuthError:
         if self.credentials:
             return self._refused(401)
         return AuthError(f"the {self.label} requires a login for {what}", f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD", status=401)
 
-    def _status_error(self, response: requests.Response, method: str, what: str) -> HintedError:
+    def _explain(self, response: requests.Response, method: str, what: str,
+                 scopes: Sequence[str]) -> HintedError | None:
+        """What the site must do about this refusal, when the product's answer says (:mod:`.products`)."""
+        errors = error_entries(response)
+        resource, needed = _first_repository(scopes)
+        token = self._tokens.get(frozenset(scopes)) if scopes and self._challenge and \
+            self._challenge.scheme == "bearer" else None
+        answer = products.Answer(response.status_code, method, what, resource.partition(":")[2] or None,
+                                 errors, describe_errors(errors))
+        registry = products.Registry(self.label, self.prefix, self.host,
+                                     self.credentials.username if self.credentials else None, self.product,
+                                     token.grants(resource) if token and resource else None, needed)
+        return products.explain(answer, registry)
+
+    def _status_error(self, response: requests.Response, method: str, what: str,
+                      scopes: Sequence[str] = ()) -> HintedError:
         status = response.status_code
         errors = error_entries(response)
         detail = describe_errors(errors)
+        explained = self._explain(response, method, what, scopes)
         response.close()
+        if explained is not None:
+            return explained
         if status == 401:
             return self._need_login(what)
         if status == 403:
@@ -384,6 +428,25 @@ class RegistrySession:
             return TransientError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}",
                                   status=status, retry_after=requested_delay(response))
         return ProtocolError(f"the {self.label} answered {status} {response.reason} to {method} {what}{detail}", status=status)
+
+
+def _first_repository(scopes: Sequence[str]) -> tuple[str, frozenset[str]]:
+    """``("repository:NAME", actions)`` of the first repository scope (the request's own), else ``("", {})``."""
+    for scope in scopes:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if kind == "repository" and name:
+            return f"repository:{name}", frozenset(a for a in actions.split(",") if a)
+    return "", frozenset()
+
+
+def _rate_limit(response: requests.Response) -> str:
+    """`` (ratelimit-remaining 0 of 100 per 21600 s)`` from Docker Hub's ``ratelimit-*`` headers, if sent."""
+    limit, remaining = response.headers.get("ratelimit-limit"), response.headers.get("ratelimit-remaining")
+    if not limit or remaining is None:
+        return ""
+    count, _, window = limit.partition(";w=")
+    return f" (ratelimit-remaining {remaining.split(';')[0]} of {count} per {window or '?'} s)"
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:

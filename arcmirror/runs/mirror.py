@@ -55,9 +55,11 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: Plan 
     preflight: list[report.Case] = []
     with open_client(settings.source, settings) as source, open_client(settings.target, settings) as target:
         if plan is not None:
-            # an image the plan found incomplete in the target (tag in place, a blob lost) is repaired
+            # an image whose blobs the plan did not all find in the target (a new image, or a blob lost under
+            # a tag in place) has every blob checked; one whose blobs are all there may only need its tag
             jobs = [ImageJob(i.name, i.source_repository, i.digest, *target_of(settings, plan, i),
-                             repair=i.in_target is False) for i in plan.ok_images]
+                             repair=i.in_target is False and i.bytes_in_target < sum(i.blobs.values()))
+                    for i in plan.ok_images]
             platforms = [Platform.parse(p) for p in plan.platforms]
             settings = with_release_tag(settings, plan.tag)
         else:

@@ -173,11 +173,14 @@ class Personality:
     name = "distribution"
     #: where the product serves its token endpoint (None: the registry behind's realm is shown as is)
     token_path: str | None = None
+    #: the ``service`` its challenges name (None: the registry behind's); token requests get the real one back
+    service: str | None = None
 
     def __init__(self) -> None:
         self.front: RegistryFront | None = None
         self.lock = threading.Lock()
         self.upstream_realm: str | None = None
+        self.upstream_service: str | None = None
 
     def route(self, head: _Head) -> _Head:
         """The request as the registry behind must see it (a product's own paths mapped to the API's)."""
@@ -202,6 +205,10 @@ class Personality:
         if match:
             self.upstream_realm = match[1]
             value = value.replace(match[0], f'realm="{self.front.url}{self.token_path}"')
+        match = re.search(r'service="([^"]*)"', value)
+        if match and self.service is not None:
+            self.upstream_service = match[1]
+            value = value.replace(match[0], f'service="{self.service}"')
         return value
 
     def grant(self, call: Call, scope: str) -> str | None:
@@ -214,7 +221,8 @@ class Personality:
             self.response(call, self.front.upstream_call("GET", "/v2/"))
         scopes = [kept for scope in call.query.get("scope", []) for part in scope.split()
                   if (kept := self.grant(call, part)) is not None]
-        query = urlencode([("service", call.param("service") or ""), *(("scope", s) for s in scopes)])
+        service = self.upstream_service if self.service is not None else call.param("service")
+        query = urlencode([("service", service or ""), *(("scope", s) for s in scopes)])
         return self.front.http_call("GET", f"{self.upstream_realm}?{query}", like=call)
 
 

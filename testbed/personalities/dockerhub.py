@@ -24,6 +24,7 @@ from ..front import Call, Personality, Reply
 class DockerHub(Personality):
     name = "docker-hub"
     token_path = "/token"
+    service = "registry.docker.io"
 
     def __init__(self, *, limit: int = 100, window: float = 21600.0, retry_after: float | None = 1.0) -> None:
         super().__init__()
@@ -65,8 +66,8 @@ class DockerHub(Personality):
                 reply.headers += self._headers(self._remaining())
         if call.kind in ("manifest", "tags", "blob") and reply.status == 404 and self._no_repository(call):
             detail = [{"Type": "repository", "Class": "", "Name": call.name, "Action": "pull"}]
-            challenge = self.challenge(call, f'Bearer realm="{self.upstream_realm or ""}",service="registry.docker.io",'
-                                             f'scope="repository:{call.name}:pull",error="insufficient_scope"')
+            challenge = (f'Bearer realm="{self.front.url}{self.token_path}",service="{self.service}",'
+                         f'scope="repository:{call.name}:pull",error="insufficient_scope"')
             return Reply.error(401, "UNAUTHORIZED", "authentication required", detail,
                                headers=[("WWW-Authenticate", challenge)])
         return reply

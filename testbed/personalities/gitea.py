@@ -18,6 +18,7 @@ from ..front import Call, Personality, Reply
 class Gitea(Personality):
     name = "gitea"
     token_path = "/v2/token"
+    service = "container_registry"
 
     def __init__(self) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ from ..front import Call, Personality
 class GitLab(Personality):
     name = "gitlab"
     token_path = "/jwt/auth"
+    service = "container_registry"
 
     def __init__(self, *, projects=("group/mirror",)) -> None:
         super().__init__()

@@ -46,6 +46,7 @@ def _doubled(message: str) -> str:
 class Harbor(ReferrersAPI):
     name = "harbor"
     token_path = "/service/token"
+    service = "harbor-registry"
 
     def __init__(self, *, version: tuple[int, int] = (2, 11), projects=("mirror",), unreadable=(),
                  immutable_tags: tuple[str, ...] = ()) -> None:
@@ -63,6 +64,13 @@ class Harbor(ReferrersAPI):
 
     def refusal(self, status: int, code: str, message: str) -> Reply:
         return Reply.error(status, code, message)
+
+    def grant(self, call: Call, scope: str) -> str | None:
+        kind, _, rest = scope.partition(":")
+        name = rest.rpartition(":")[0]
+        if kind == "repository" and name.split("/")[0] not in self.projects:
+            return None  # a project that does not exist: a token all the same, with no actions
+        return scope
 
     def request(self, call: Call):
         if call.kind == "catalog":

@@ -44,8 +44,8 @@ NAMES = ["arc-controller", "arc-sqlmi", "arc-bootstrapper"]
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory, testbed_tools):
     """Two releases in an anonymous source: T1 (arc-controller and arc-sqlmi's index signed, a cosign
-    signature on arc-controller), and T2 where arc-controller and arc-sqlmi changed and arc-bootstrapper
-    is the same manifest under the new tag."""
+    signature on arc-controller), and T2 where arc-controller (signed again) and arc-sqlmi changed and
+    arc-bootstrapper is the same manifest under the new tag."""
     work = tmp_path_factory.mktemp("registries")
     layout = work / "layout"
     refs1 = build_release(layout, NAMES, T1, multiarch=["arc-sqlmi"])
@@ -55,7 +55,8 @@ def releases(tmp_path_factory, testbed_tools):
         load_release(layout, {n: refs2[n] for n in NAMES if n != "arc-bootstrapper"}, source, "arcdata", T2)
         load(layout, refs1["arc-bootstrapper"], f"{source.host}/arcdata/arc-bootstrapper:{T2}")
         first.sigs = {"arc-controller": attach(source, "arcdata/arc-controller", T1, work / "sig", cosign=True),
-                      "arc-sqlmi": attach(source, "arcdata/arc-sqlmi", T1, work / "sig", kinds=(NOTATION,))}
+                      "arc-sqlmi": attach(source, "arcdata/arc-sqlmi", T1, work / "sig", kinds=(NOTATION,)),
+                      "next": attach(source, "arcdata/arc-controller", T2, work / "sig", kinds=(NOTATION,))}
         first.layout_dir, first.refs1, first.work = layout, refs1, work
         yield first
 
@@ -131,6 +132,9 @@ def target_cases(releases, archive, front, upstream, tmp_path, *, api: bool, fre
     for name in NAMES:
         assert upstream.manifest_digest(f"mirror/arcdata/{name}", T2) == \
             releases.registry.manifest_digest(f"arcdata/{name}", T2)
+    next_subject, next_signature = releases.sigs["next"].subject, releases.sigs["next"].digests[NOTATION]
+    assert upstream.manifest_digest("mirror/arcdata/arc-controller", next_signature) == next_signature
+    assert (upstream.manifest_digest("mirror/arcdata/arc-controller", "sha256-" + next_subject[7:]) is None) == api
     tag_puts = [s for s in front.requests if s.method == "PUT" and s.path.endswith("/arc-bootstrapper/manifests/" + T2)]
     assert len(tag_puts) == 1  # the unchanged image: its new tag, once, and none of its blobs
     assert not [s for s in front.requests if "/arc-bootstrapper/blobs/" in s.path]
@@ -395,3 +399,57 @@ def test_referrers_api_on_both_sides(releases, new_registry, registry_front, tmp
     target_front.clear_requests()
     assert invoke(["mirror"], env, tmp_path / "again").code == 0
     assert not writes(target_front)
+
+
+@pytest.mark.parametrize("personality", [ArtifactRegistry, lambda: ECR(repositories=["mirror/arc-empty",
+                                                                                    "mirror/arc-controller"])],
+                         ids=["artifact-registry", "ecr"])
+def test_an_empty_blob_where_the_registry_stores_none(personality, releases, new_registry, registry_front, tmp_path):
+    """Artifact Registry (oras-go#294) and ECR (radius#7855) refuse a 0-byte blob: that image fails saying so,
+    the others are mirrored."""
+    from testbed.images import OCI_LAYER_GZIP, Layer, LayoutBuilder
+
+    builder = LayoutBuilder(tmp_path / "layout")
+    empty = builder.write_blob(b"")
+    layer = Layer(empty["digest"], 0, empty["digest"], builder.blob_path(empty["digest"]), OCI_LAYER_GZIP)
+    builder.image("arc-empty:" + T1, [builder.layer(7, 4096), layer])
+    source = new_registry()
+    load(tmp_path / "layout", "arc-empty:" + T1, f"{source.host}/arcdata/arc-empty:{T1}")
+    load_release(releases.layout_dir, {"arc-controller": releases.refs1["arc-controller"]}, source, "arcdata", T1)
+    front = registry_front(new_registry(auth="basic"), personality())
+    run = invoke(["mirror"], env_for(source, front, repository="mirror", MIRROR_IMAGES="arc-empty,arc-controller",
+                                     MIRROR_REFERRERS="false"), tmp_path / "run")
+    assert run.code == 1
+    assert set(failures(run)) == {"arc-empty"}
+    text = failures(run)["arc-empty"]
+    assert "empty (0-byte) blob" in text and empty["digest"] in text, text
+
+
+@pytest.mark.parametrize("personality", [lambda: Harbor(projects=["arcdata"]), lambda: GitLab(projects=["arcdata"])],
+                         ids=["harbor", "gitlab"])
+def test_a_catalog_the_registry_keeps_to_itself(personality, releases, new_registry, registry_front, tmp_path):
+    """Harbor lists its catalog to system administrators only (harbor#7898), GitLab to nobody (portainer#2956):
+    discovery by catalog says to use the image set."""
+    upstream = new_registry(auth="token")
+    load_release(releases.layout_dir, {"arc-controller": releases.refs1["arc-controller"]}, upstream, "arcdata", T1)
+    front = registry_front(upstream, personality())
+    env = {**source_env(front, new_registry(), SOURCE_DOCKER_TAG=T1, MIRROR_DISCOVER="catalog"),
+           "MIRROR_IMAGES": "arc-controller"}
+    run = invoke(["discover"], env, tmp_path)
+    assert run.code == 1, run.output
+    assert "MIRROR_DISCOVER=set" in run.output and "PASSWORD" not in run.output, run.output
+    assert invoke(["discover"], {**env, "MIRROR_DISCOVER": "set"}, tmp_path / "set").code == 0
+
+
+def test_docker_hub_a_repository_that_does_not_exist(releases, new_registry, registry_front, tmp_path):
+    """Docker Hub answers 401, not 404, for a repository that does not exist (docker-library/meta-scripts#33)."""
+    upstream = new_registry(auth="token")
+    load_release(releases.layout_dir, {"arc-controller": releases.refs1["arc-controller"]}, upstream, "arcdata", T1)
+    front = registry_front(upstream, DockerHub())
+    env = {**source_env(front, new_registry(), SOURCE_DOCKER_TAG=T1), "MIRROR_IMAGES": "arc-controller,arc-nothere"}
+    env = {k: v for k, v in env.items() if not k.startswith("SOURCE_DOCKER_USERNAME") and k != "SOURCE_DOCKER_PASSWORD"}
+    run = invoke(["mirror"], env, tmp_path)
+    assert run.code == 1, run.output
+    assert set(failures(run)) == {"arc-nothere"}
+    text = failures(run)["arc-nothere"]
+    assert "does not exist" in text and "Docker Hub" in text and "SOURCE_DOCKER_USERNAME" in text, text

@@ -259,16 +259,20 @@ class Copier:
     def _source_manifest(self, job: ImageJob, source_ref: str) -> Manifest:
         try:
             return self.source.get_manifest(job.source_repo, job.source_ref)
-        except NotFoundError:
-            raise self._not_found(job, source_ref) from None
+        except NotFoundError as exc:
+            raise self._not_found(job, source_ref, exc) from None
 
-    def _not_found(self, job: ImageJob, source_ref: str) -> NotFoundError:
+    def _not_found(self, job: ImageJob, source_ref: str, cause: NotFoundError | None = None) -> NotFoundError:
+        """The source lacks the image: the nearest tags it has, and what the registry itself said of it, if
+        it said more than "not found" (Docker Hub's 401 for a repository that does not exist or is private)."""
         nearest = nearest_tags(job.source_ref, self.source.list_tags(job.source_repo))
+        hint = "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)"
         return NotFoundError(
-            f"{source_ref} does not exist on the {self.source.label}"
+            (cause.message if cause is not None and cause.hint else f"{source_ref} does not exist on the "
+                                                                    f"{self.source.label}")
             + (f" (the nearest tags of {job.source_repo}: {', '.join(nearest)})" if nearest else
                f" ({job.source_repo} has no tags there)"),
-            "check SOURCE_DOCKER_TAG and the image name (is this image part of that release?)",
+            f"{hint}; {cause.hint}" if cause is not None and cause.hint else hint,
         )
 
     def _tree_digests(self, job: ImageJob, digest: str) -> list[str]:

@@ -237,7 +237,7 @@ class RegistryClient(RegistrySession):
         url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
         response = self.request(
             "PUT", url, scopes=[repository_scope(repository, "pull", "push")],
-            what=f"blob {digest} upload to {repository}", ok=(201, 204), retry=False,
+            what=f"{'empty blob' if size == 0 else 'blob'} {digest} upload to {repository}", ok=(201, 204), retry=False,
             data=body, headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         response.close()

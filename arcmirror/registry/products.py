@@ -16,7 +16,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..oci.errors import HintedError
+from ..oci.errors import HintedError, NotFoundError
 from .auth import Challenge
 from .errors import AuthError, RefusedError, RepositoryMissing, SetupError
 
@@ -215,12 +215,12 @@ def _quay_nested(answer: Answer, registry: Registry) -> HintedError | None:
     found = answer.says(r"Nested repositories are not supported\. Found: (\S+)")
     if not found:
         return None
-    return SetupError(_nested_message(found[1], registry, "refuses it: Quay allows organization/repository"),
+    return SetupError(_nested_message(found[1], registry, "refuses"),
                       _nested_hint(found[1], registry, administrator=True), status=answer.status)
 
 
-def _nested_message(repository: str, registry: Registry, why: str) -> str:
-    return (f"the {registry.label} (Quay) {why}: repository {repository} has {repository.count('/') + 1} "
+def _nested_message(repository: str, registry: Registry, verb: str) -> str:
+    return (f"the {registry.label} (Quay) {verb} repository {repository}: it has {repository.count('/') + 1} "
             "segments, where Quay allows 2 (organization/repository)")
 
 
@@ -244,7 +244,9 @@ def _token_without_rights(answer: Answer, registry: Registry) -> HintedError | N
         return None
     repository = answer.repository
     rights = "/".join(missing)
-    head = f"the {registry.label} accepted the login of {registry.who} but its token gave no {rights} rights on {repository}"
+    given = f"only {'/'.join(sorted(registry.granted))} rights" if registry.granted else "no rights"
+    head = (f"the {registry.label} accepted the login of {registry.who} but its token service gave {given} on "
+            f"{repository}, where {rights} is needed")
     segments = repository.count("/") + 1
     if registry.product == "GitLab":
         return SetupError(
@@ -259,7 +261,7 @@ def _token_without_rights(answer: Answer, registry: Registry) -> HintedError | N
                 f"organizations) and {registry.who} needs write rights in it (a robot account with the Creator "
                 "role)")
         if segments > 2:
-            return SetupError(_nested_message(repository, registry, f"gave no {rights} rights on it") + f" ({head})",
+            return SetupError(_nested_message(repository, registry, f"gave {given} on") + f" ({head})",
                               _nested_hint(repository, registry, administrator=False) + "; " + hint,
                               status=answer.status)
         return SetupError(f"{head} (Quay)", hint, status=answer.status)
@@ -284,6 +286,32 @@ def _catalog_refused(answer: Answer, registry: Registry) -> HintedError | None:
         status=answer.status)
 
 
+def _docker_hub_hidden(answer: Answer, registry: Registry) -> HintedError | None:
+    # Docker Hub answers 401 "authentication required" for a repository that does not exist, not 404, so as not
+    # to tell it from a private one (docker-library/meta-scripts#33); the CLI says "does not exist or may require
+    # 'docker login'"
+    if registry.product != "Docker Hub" or answer.status != 401 or answer.writes or not answer.repository:
+        return None
+    return NotFoundError(
+        f"{answer.what} does not exist on the {registry.label} (Docker Hub), or {registry.who} may not see it: "
+        f"Docker Hub answers 401 for both (HTTP 401{answer.detail})",
+        f"check the image name and {registry.prefix}_REPOSITORY"
+        + ("" if registry.user else f"; if the repository is private, set {registry.prefix}_USERNAME and "
+                                    f"{registry.prefix}_PASSWORD"), status=401)
+
+
+def _artifactory_forbidden(answer: Answer, registry: Registry) -> HintedError | None:
+    # RTFACT-13797: a virtual repository answers 403 where the user cannot read one of the repositories behind it
+    if registry.product != "Artifactory" or answer.status != 403:
+        return None
+    return AuthError(
+        f"the {registry.label} (Artifactory) does not allow {registry.who} to {answer.method} {answer.what}"
+        f"{answer.detail}",
+        f"give {registry.who} read (and, on the target, deploy) rights on the Artifactory repository; a virtual "
+        "repository answers 403 as soon as one of the repositories behind it is not readable: grant read on each, "
+        f"or point {registry.prefix}_REPOSITORY at a local repository", status=403)
+
+
 def _repository_not_created(answer: Answer, registry: Registry) -> HintedError | None:
     # a registry that creates no repository on push answers a write into one that does not exist NAME_UNKNOWN
     if not (answer.writes and "NAME_UNKNOWN" in answer.codes and answer.repository):
@@ -296,4 +324,5 @@ def _repository_not_created(answer: Answer, registry: Registry) -> HintedError |
 
 
 _RULES = (_harbor_project, _harbor_outside_projects, _immutable_tag, _ecr_repository, _empty_blob, _nexus_redeploy,
-          _quay_nested, _catalog_refused, _token_without_rights, _repository_not_created)
+          _quay_nested, _catalog_refused, _docker_hub_hidden, _artifactory_forbidden, _token_without_rights,
+          _repository_not_created)

@@ -816,12 +816,16 @@ class FaultProxy(LoopbackRelay):
             connection.close_upstream()
 
     def _action_for(self, head: _Head) -> _Action:
-        """The first live matching rule's action (counted as fired), else plain forwarding."""
+        """The first live matching rule's action (counted as fired), else :meth:`_default_action`."""
         with self._lock:
             rule = next((r for r in self._rules if r.matches(head)), None)
             if rule is not None:
                 rule.fired += 1
                 return rule.action
+        return self._default_action(head)
+
+    def _default_action(self, head: _Head) -> _Action:
+        """What a request no rule matches gets: plain forwarding."""
         return _Forward()
 
     def _upstream_head(self, head: _Head) -> _Head:

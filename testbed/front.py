@@ -242,12 +242,7 @@ class RegistryFront(FaultProxy):
     def __repr__(self) -> str:
         return f"<RegistryFront {self.personality.name} {self.url} -> {self.upstream}>"
 
-    def _action_for(self, head: _Head) -> _Action:
-        with self._lock:
-            rule = next((r for r in self._rules if r.matches(head)), None)
-            if rule is not None:
-                rule.fired += 1
-                return rule.action
+    def _default_action(self, head: _Head) -> _Action:
         return _Personal(self.personality)
 
     def view(self, upstream: "Registry") -> "Registry":

@@ -186,7 +186,7 @@ class RegistryClient(RegistrySession):
         try:
             response = self.request(
                 "POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, what=f"a blob upload to {repository}",
-                ok=(201, 202), params=params, data=b"", diagnose=lambda attempt: self._why_no_upload(repository, attempt),
+                ok=(201, 202), params=params, data=b"", diagnose=lambda: self._why_no_upload(repository),
             )
         except (TransientError, Cancelled, RepositoryMissing):
             raise  # not about the mount: the upload would meet the same
@@ -208,12 +208,13 @@ class RegistryClient(RegistrySession):
         """Repositories this registry refused to mount blobs from, in this run."""
         return set()
 
-    def _why_no_upload(self, repository: str, attempt: int) -> None:
+    def _why_no_upload(self, repository: str) -> None:
         """The registry dropped an upload POST without an answer: ask it about the repository.
 
         Amazon ECR does that for a repository that does not exist, and answers anything else with 404
-        NAME_UNKNOWN (aws/containers-roadmap#1970): that answer says what to do, and no retry can help. Another
-        registry's NAME_UNKNOWN counts once the drop repeated (a first drop may be the network's).
+        NAME_UNKNOWN "The repository with name ... does not exist" (aws/containers-roadmap#1970): that answer says
+        what to do, and no retry can help. A bare NAME_UNKNOWN is not enough (distribution says it of every
+        repository not pushed yet, and a drop may be the network's): the upload is retried as before.
         """
         try:
             response = self.request("GET", f"/v2/{repository}/tags/list", scopes=[repository_scope(repository, "pull")],
@@ -226,7 +227,7 @@ class RegistryClient(RegistrySession):
         explained = self._explain(response, "POST", f"a blob upload to {repository}",
                                   [repository_scope(repository, "pull", "push")])
         response.close()
-        if isinstance(explained, RepositoryMissing) and (explained.certain or attempt > 1):
+        if isinstance(explained, RepositoryMissing) and explained.certain:
             raise RepositoryMissing(f"{explained.message}; it closed the connection of an upload into it without "
                                     "an answer", explained.hint, status=explained.status, certain=explained.certain)
 

@@ -45,7 +45,8 @@ class SetupError(RegistryError):
 
 class RepositoryMissing(SetupError):
     """The repository must be created before anything is pushed into it. ``certain``: the registry said so in
-    its own words (ECR's "does not exist in the registry with id"), not only with a NAME_UNKNOWN code."""
+    its own words (ECR's "does not exist in the registry with id"), not only with a NAME_UNKNOWN code, so even
+    a question that was not a write (why an upload was dropped) settles it."""
 
     def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
                  certain: bool = False) -> None:

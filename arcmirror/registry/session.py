@@ -148,10 +148,10 @@ class RegistrySession:
         return TransientError(f"{method} {_path(url)} on the {self.label} failed: {short_reason(exc)}")
 
     def _with_retries(self, what: str, attempt_fn: Callable[[], requests.Response],
-                      diagnose: Callable[[int], None] | None = None) -> requests.Response:
+                      diagnose: Callable[[], None] | None = None) -> requests.Response:
         """Run ``attempt_fn`` until it gives a non-transient answer or the budget is spent.
 
-        ``diagnose(attempt)`` runs after an attempt that got no answer at all (a dropped connection), to ask the
+        ``diagnose()`` runs after an attempt that got no answer at all (a dropped connection), to ask the
         registry why; it raises when the answer says a retry cannot help (ECR drops an upload into a repository
         that does not exist).
         """
@@ -164,7 +164,7 @@ class RegistrySession:
             except TransientError as exc:
                 last, retry_after = exc, exc.retry_after
                 if diagnose is not None and isinstance(exc, ConnectError):
-                    diagnose(attempt)
+                    diagnose()
             else:
                 if response.status_code == 429 or response.status_code >= 500:
                     errors = error_entries(response)
@@ -338,7 +338,7 @@ class RegistrySession:
         what: str,
         ok: Sequence[int] = (200,),
         retry: bool = True,
-        diagnose: Callable[[int], None] | None = None,
+        diagnose: Callable[[], None] | None = None,
         **kwargs,
     ) -> requests.Response:
         """Send ``method path`` with auth for ``scopes``; raise a HintedError unless the status is in ``ok``.

@@ -140,20 +140,19 @@ def _immutable_tag(answer: Answer, registry: Registry) -> HintedError | None:
     quay = "TAG_IMMUTABLE" in answer.codes  # quay/quay PR #4839 (3.17)
     if not (harbor or ecr or quay):
         return None
-    head = (f"{answer.what} already exists in the {registry.label} and points at another image, and tags there "
-            f"cannot be overwritten (HTTP {answer.status}{answer.detail})")
+    where = f"{answer.what} already exists in the {registry.label} and points at another image"
+    said = f"(HTTP {answer.status}{answer.detail})"
     if harbor:
-        return SetupError(head.replace(" and tags there", ", protected by a tag immutability rule of its Harbor "
-                                                          "project, and tags there"),
+        return SetupError(f"{where}, and a tag immutability rule of its Harbor project protects it {said}",
                           f"mirror under a tag that no rule protects ({registry.prefix}_TAG), or change the project's "
                           "rules in Harbor (Project > Policy > Tag Immutability)", status=answer.status)
     if ecr:
         repository = ecr[2]
-        return SetupError(head.replace(" and tags there", " whose Amazon ECR repository has IMMUTABLE tags: they"),
+        return SetupError(f"{where}, and its Amazon ECR repository has IMMUTABLE tags {said}",
                           f"mirror under a new tag ({registry.prefix}_TAG), or make the repository's tags mutable: "
                           f"aws ecr put-image-tag-mutability --repository-name {repository} "
                           f"--image-tag-mutability MUTABLE{_ecr_region(registry)}", status=answer.status)
-    return SetupError(head + " (Quay: an immutable tag)",
+    return SetupError(f"{where}, and Quay keeps that tag immutable {said}",
                       f"mirror under a new tag ({registry.prefix}_TAG), or lift the tag's immutability in Quay",
                       status=answer.status)
 
@@ -215,13 +214,10 @@ def _quay_nested(answer: Answer, registry: Registry) -> HintedError | None:
     found = answer.says(r"Nested repositories are not supported\. Found: (\S+)")
     if not found:
         return None
-    return SetupError(_nested_message(found[1], registry, "refuses"),
-                      _nested_hint(found[1], registry, administrator=True), status=answer.status)
-
-
-def _nested_message(repository: str, registry: Registry, verb: str) -> str:
-    return (f"the {registry.label} (Quay) {verb} repository {repository}: it has {repository.count('/') + 1} "
-            "segments, where Quay allows 2 (organization/repository)")
+    repository = found[1]
+    return SetupError(f"the {registry.label} (Quay) refuses repository {repository}: it has "
+                      f"{repository.count('/') + 1} segments, where Quay allows 2 (organization/repository)",
+                      _nested_hint(repository, registry, administrator=True), status=answer.status)
 
 
 def _nested_hint(repository: str, registry: Registry, *, administrator: bool) -> str:
@@ -245,12 +241,13 @@ def _token_without_rights(answer: Answer, registry: Registry) -> HintedError | N
     repository = answer.repository
     rights = "/".join(missing)
     given = f"only {'/'.join(sorted(registry.granted))} rights" if registry.granted else "no rights"
-    head = (f"the {registry.label} accepted the login of {registry.who} but its token service gave {given} on "
-            f"{repository}, where {rights} is needed")
+    product = f" ({registry.product})" if registry.product else ""
+    head = (f"the {registry.label}{product} accepted the login of {registry.who} but its token service gave {given} "
+            f"on {repository}, where {rights} is needed")
     segments = repository.count("/") + 1
     if registry.product == "GitLab":
         return SetupError(
-            f"{head} (GitLab: {answer.what}, HTTP {answer.status})",
+            f"{head} ({answer.what}, HTTP {answer.status})",
             f"{repository} must be the path of a GitLab project followed by at most two more names (GitLab allows "
             f"two, e.g. group/project/arcdata/<image>): create the project in GitLab (it creates none on push), "
             f"give {registry.who} the Developer role in it, and set {registry.prefix}_REPOSITORY to match",
@@ -261,10 +258,10 @@ def _token_without_rights(answer: Answer, registry: Registry) -> HintedError | N
                 f"organizations) and {registry.who} needs write rights in it (a robot account with the Creator "
                 "role)")
         if segments > 2:
-            return SetupError(_nested_message(repository, registry, f"gave {given} on") + f" ({head})",
-                              _nested_hint(repository, registry, administrator=False) + "; " + hint,
-                              status=answer.status)
-        return SetupError(f"{head} (Quay)", hint, status=answer.status)
+            return SetupError(f"{head}: {repository} has {segments} segments, where Quay allows 2 "
+                              "(organization/repository)", _nested_hint(repository, registry, administrator=False)
+                              + "; " + hint, status=answer.status)
+        return SetupError(head, hint, status=answer.status)
     return AuthError(
         f"{head} ({answer.what}, HTTP {answer.status})",
         f"give {registry.who} {rights} rights on {repository}; where the registry creates no repository or "

@@ -188,7 +188,9 @@ class RegistrySession:
             hint = (f"the registry limits requests{rate_limit}: run again later (only what is missing is sent)"
                     + ("" if self.credentials else f", or log in: set {self.prefix}_USERNAME and {self.prefix}_PASSWORD "
                                                    "(Docker Hub's rate limit is higher for a login)"))
-        raise TransientError(f"{last.message}; gave up after {self.retry.attempts} attempts", hint, status=last.status)
+        attempts = self.retry.attempts
+        raise TransientError(f"{last.message}; gave up after {attempts} attempt{'s' if attempts != 1 else ''}", hint,
+                             status=last.status)
 
     # -- ping and auth -----------------------------------------------------------------------
 

@@ -8,6 +8,14 @@
 * :mod:`.faultproxy` -- a fault-injecting HTTP proxy in front of a registry.
 * :mod:`.relay` -- a latency relay (and a shared bandwidth cap) in front of a
   registry: the tool under test far from both registries.
+* :mod:`.front` and :mod:`.personalities` -- registry products' documented
+  behaviour in front of a real registry (the OCI referrers API among it).
+* :mod:`.signing` -- placeholder referrers (tag schema) for copy tests.
+* :mod:`.pki`, :mod:`.tsa`, :mod:`.notary`, :mod:`.cosign` -- real signatures,
+  written from the specifications: an X.509 PKI with a knob for every bad
+  certificate, an RFC 3161 time-stamping authority (``openssl ts`` and a Python
+  one), Notary Project COSE/JWS envelopes and signature manifests with notation's
+  trust folder, and cosign key-pair signatures.
 
 Nothing here uses arcmirror's own code, so tests can judge it independently.
 """

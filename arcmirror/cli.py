@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from invoke import Exit
 from invoke import task as invoke_task
+from invoke.tasks import Task as InvokeTask
 from invoke.exceptions import ParseError
 from invoke.program import Program
 
@@ -61,6 +62,13 @@ def settings_from_options(*, require_target: bool = True, check_credentials: boo
                                  check_credentials=check_credentials)
     except ConfigError as exc:
         raise Exit(exc.render(), code=EXIT_USAGE) from None
+    if settings.trust_dir is not None or settings.cosign_keys:
+        from .runs.wiring import TrustError, trust_verifier
+
+        try:
+            trust_verifier(settings, settings.source.registry)  # the trust folder and keys read once, here
+        except TrustError as exc:
+            raise Exit(f"{exc.message}\n({exc.hint})", code=EXIT_USAGE) from None
     ci.announce_secrets(settings)
     for warning in settings.warnings:
         say(f"warning: {warning}")
@@ -156,9 +164,18 @@ def task(*args, **kwargs):
                 sys.stderr.flush()
                 os._exit(cancel.exit_code())  # threads still waiting on the network are not waited for
 
-        return invoke_task(*args, **kwargs)(run)
+        return invoke_task(*args, klass=_Task, **kwargs)(run)
 
     return decorate
+
+
+class _Task(InvokeTask):
+    """Invoke's task, whose automatic short flag is a letter only: Invoke takes the first character of the
+    option's name not yet taken, and once every letter of ``--trust-dir`` is, that is the ``-`` (a ``--`` flag)."""
+
+    def arg_opts(self, name, default, taken_names):
+        taken = set(taken_names) | {"-", "_"}
+        return super().arg_opts(name, default, taken)
 
 
 def usage_errors_exit_2() -> None:

@@ -39,22 +39,25 @@ JSON = "print a machine-readable summary (JSON) on stdout instead of the text su
 CLEANUP = "with --engine docker: remove the images this run pulled and tagged from the engine afterwards"
 
 
-@task(help=helps("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "discover"))
+@task(help=helps("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "discover",
+                 "cosign-keys"))
 def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
-             report_dir=None, discover=None):
+             report_dir=None, discover=None, cosign_keys=None):
     """Resolve the release: its tag, its images, each image's digest, platforms and blobs, what the target has.
 
     With SOURCE_DOCKER_TAG unset (or latest-release) the newest release tag of the set's reference
     image is chosen (by version, then date). Writes reports/plan.json (every image pinned to its
     digest: later steps copy exactly that) and reports/discover.xml. Exit 1 when an image is missing.
+    Each image's case says which Notary and cosign signatures it carries and who signed (as claimed).
     Reads SOURCE_DOCKER_*, TARGET_DOCKER_* (to see what the target has), MIRROR_IMAGES,
-    MIRROR_IMAGE_SET, MIRROR_DISCOVER, MIRROR_PLATFORMS, MIRROR_REFERRERS, MIRROR_REFERRER_TYPES.
+    MIRROR_IMAGE_SET, MIRROR_DISCOVER, MIRROR_PLATFORMS, MIRROR_REFERRERS, MIRROR_REFERRER_TYPES,
+    MIRROR_COSIGN_KEYS.
     """
     from .runs.discover import plan_summary, run_discover
 
     settings = settings_from_options(env_file=env_file, tag=tag, target_tag=target_tag, images=images,
                                      platforms=platforms, concurrency=concurrency, report_dir=report_dir,
-                                     discover=discover)
+                                     discover=discover, cosign_keys=cosign_keys)
     with failures_exit_1():
         plan, run = run_discover(settings, say)
     print(plan_summary(plan, settings.plan_path))
@@ -62,23 +65,26 @@ def discover(c, env_file=None, tag=None, target_tag=None, images=None, platforms
 
 
 @task(help=helps("env-file", "tag", "target-tag", "images", "platforms", "concurrency", "report-dir", "shard",
-                 "engine", "repair", "discover", plan="copy the digests pinned by this plan file instead of "
-                 "resolving tags now", dry_run=DRY_RUN, json=JSON, cleanup=CLEANUP))
+                 "engine", "repair", "discover", "trust-dir", "cosign-keys", plan="copy the digests pinned by this "
+                 "plan file instead of resolving tags now", dry_run=DRY_RUN, json=JSON, cleanup=CLEANUP))
 def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=None, concurrency=None,
            report_dir=None, plan=None, shard=None, dry_run=False, json=False, engine=None, cleanup=False,
-           repair=False, discover=None):
+           repair=False, discover=None, trust_dir=None, cosign_keys=None):
     """Copy every image of the release from the source registry to the target, registry to registry.
 
     Reads SOURCE_DOCKER_* and TARGET_DOCKER_* (registry, repository, username, password, tag,
     insecure, ca_bundle) and MIRROR_* from the environment or the .env file. Digests are kept;
     blobs already in the target are not sent again. Writes reports/mirror.xml (JUnit, one test
-    case per image) and reports/mirror.json. Exit 0: all mirrored; 1: an image failed; 2: bad settings.
+    case per image) and reports/mirror.json. With MIRROR_TRUST_DIR (or MIRROR_COSIGN_KEYS) every image's
+    signatures are verified at the source first: an image that fails is not copied.
+    Exit 0: all mirrored; 1: an image failed; 2: bad settings.
     """
     from .runs.mirror import arc_deployment_hint
 
     settings = settings_from_options(env_file=env_file, tag=tag, target_tag=target_tag, images=images,
                                      platforms=platforms, concurrency=concurrency, report_dir=report_dir,
-                                     shard=shard, engine=engine, repair=repair, discover=discover)
+                                     shard=shard, engine=engine, repair=repair, discover=discover,
+                                     trust_dir=trust_dir, cosign_keys=cosign_keys)
     route = cli.route(settings, cleanup=cleanup, dry_run=dry_run)
     with failures_exit_1():
         run = route.mirror(settings, cli.plan(settings, plan) if plan or settings.shard else None)
@@ -88,17 +94,19 @@ def mirror(c, env_file=None, tag=None, target_tag=None, images=None, platforms=N
     finish(run, as_json=json)
 
 
-@task(help=helps("env-file", "tag", "concurrency", "report-dir", "store", "shard", "engine", plan=PLAN,
-                 cleanup=CLEANUP))
+@task(help=helps("env-file", "tag", "concurrency", "report-dir", "store", "shard", "engine", "trust-dir",
+                 "cosign-keys", plan=PLAN, cleanup=CLEANUP))
 def pull(c, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None, store=None, shard=None,
-         engine=None, cleanup=False):
+         engine=None, cleanup=False, trust_dir=None, cosign_keys=None):
     """Copy the planned images, by digest, into the local OCI layout store (resumable; each blob stored once).
 
     Writes reports/pull.xml. Blobs already in the store are not fetched again.
-    Reads SOURCE_DOCKER_*, MIRROR_STORE, MIRROR_CONCURRENCY, MIRROR_SHARD, MIRROR_ENGINE.
+    With MIRROR_TRUST_DIR (or MIRROR_COSIGN_KEYS) signatures are verified first: an image that fails is not stored.
+    Reads SOURCE_DOCKER_*, MIRROR_STORE, MIRROR_CONCURRENCY, MIRROR_SHARD, MIRROR_ENGINE, MIRROR_TRUST_DIR.
     """
     settings = settings_from_options(env_file=env_file, tag=tag, concurrency=concurrency, report_dir=report_dir,
-                                     store=store, shard=shard, engine=engine, require_target=False)
+                                     store=store, shard=shard, engine=engine, require_target=False,
+                                     trust_dir=trust_dir, cosign_keys=cosign_keys)
     route = cli.route(settings, cleanup=cleanup)
     with failures_exit_1():
         run = route.pull(settings, cli.plan(settings, plan))
@@ -137,17 +145,19 @@ def push(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_d
     finish(run)
 
 
-@task(help=helps("env-file", "tag", "target-tag", "concurrency", "report-dir", "shard", "engine", plan=PLAN,
-                 json=JSON, deep="also download every blob from the target and re-hash it"))
+@task(help=helps("env-file", "tag", "target-tag", "concurrency", "report-dir", "shard", "engine", "trust-dir",
+                 "cosign-keys", plan=PLAN, json=JSON, deep="also download every blob from the target and re-hash it"))
 def verify(c, env_file=None, tag=None, target_tag=None, concurrency=None, report_dir=None, plan=None, deep=False,
-           shard=None, json=False, engine=None):
+           shard=None, json=False, engine=None, trust_dir=None, cosign_keys=None):
     """Check the target against the plan: each tag resolves to the planned digest, every manifest and blob exists.
 
     Writes reports/verify.xml (one test case per image; failures say what is missing or different).
-    Exit 1 when any image fails. Reads TARGET_DOCKER_*, MIRROR_SHARD, MIRROR_ENGINE.
+    With MIRROR_TRUST_DIR (or MIRROR_COSIGN_KEYS) each image's signatures are verified in the target too.
+    Exit 1 when any image fails. Reads TARGET_DOCKER_*, MIRROR_SHARD, MIRROR_ENGINE, MIRROR_TRUST_DIR.
     """
     settings = settings_from_options(env_file=env_file, tag=tag, target_tag=target_tag, concurrency=concurrency,
-                                     report_dir=report_dir, shard=shard, engine=engine)
+                                     report_dir=report_dir, shard=shard, engine=engine, trust_dir=trust_dir,
+                                     cosign_keys=cosign_keys)
     route = cli.route(settings, deep=deep)
     with failures_exit_1():
         run = route.verify(settings, cli.plan(settings, plan))
@@ -172,19 +182,21 @@ def gate(c, env_file=None, report_dir=None):
         raise Exit(code=result.exit_code)
 
 
-@task(name="export", help=helps("env-file", "tag", "concurrency", "report-dir", "store", plan=PLAN,
+@task(name="export", help=helps("env-file", "tag", "concurrency", "report-dir", "store", "trust-dir", "cosign-keys",
+                                plan=PLAN,
                                 archive="the tar file to write (required)",
                                 since="a previous release's plan.json: leave out the blobs its archive carried",
                                 with_tool="put arcmirror.pyz beside the archive (the one running, or dist/'s from "
                                           "'invoke build'): one transfer carries both"))
 def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=None, report_dir=None, plan=None,
-            store=None, with_tool=False):
+            store=None, with_tool=False, trust_dir=None, cosign_keys=None):
     """Write the planned images (pulled into the store if needed) as one OCI layout in a tar archive.
 
     For sites where no machine sees both registries: carry the archive across (with --with-tool,
     arcmirror.pyz beside it), then 'python3 arcmirror.pyz import --archive FILE' there.
     The archive holds a contents manifest with every entry's size and sha256.
-    Reads SOURCE_DOCKER_*, MIRROR_IMAGES, MIRROR_IMAGE_SET, MIRROR_STORE (no target needed).
+    With MIRROR_TRUST_DIR the images are verified at the source as they are pulled.
+    Reads SOURCE_DOCKER_*, MIRROR_IMAGES, MIRROR_IMAGE_SET, MIRROR_STORE, MIRROR_TRUST_DIR (no target needed).
     """
     from .runs.airgap import run_export
     from .runs.build import BuildError, carried_tool
@@ -198,7 +210,7 @@ def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=No
         except BuildError as exc:
             raise Exit(f"{exc.message}\nwhat to do: {exc.hint}", code=EXIT_USAGE) from None
     settings = settings_from_options(env_file=env_file, tag=tag, concurrency=concurrency, report_dir=report_dir,
-                                     store=store, require_target=False)
+                                     store=store, require_target=False, trust_dir=trust_dir, cosign_keys=cosign_keys)
     with failures_exit_1():
         planned = cli.plan(settings, plan)
         with cli.progress(len(planned.ok_images), planned.bytes_to_copy) as progress:
@@ -217,22 +229,24 @@ def export_(c, archive=None, since=None, env_file=None, tag=None, concurrency=No
     finish(run)
 
 
-@task(name="import", help=helps("env-file", "target-tag", "concurrency", "report-dir", dry_run=DRY_RUN,
-                                archive="the tar file written by 'invoke export' (required)",
+@task(name="import", help=helps("env-file", "target-tag", "concurrency", "report-dir", "trust-dir", "cosign-keys",
+                                dry_run=DRY_RUN, archive="the tar file written by 'invoke export' (required)",
                                 deep="verify by re-hashing every blob in the target"))
 def import_(c, archive=None, env_file=None, target_tag=None, concurrency=None, report_dir=None, deep=False,
-            dry_run=False):
+            dry_run=False, trust_dir=None, cosign_keys=None):
     """On the disconnected side: check an archive's checksums, push its images to the target, verify them.
 
     A truncated, altered or unsafe archive is refused before anything is pushed. Writes
-    reports/import.xml and reports/verify.xml. Reads TARGET_DOCKER_* only.
+    reports/import.xml and reports/verify.xml. With MIRROR_TRUST_DIR (this side's own trust folder) every image of
+    the archive is verified before any is pushed: an altered archive fails here. Reads TARGET_DOCKER_* and
+    MIRROR_TRUST_DIR / MIRROR_COSIGN_KEYS only.
     """
     from .runs.airgap import run_import
 
     if not archive:
         raise Exit("import needs --archive FILE", code=EXIT_USAGE)
     settings = settings_from_options(env_file=env_file, target_tag=target_tag, concurrency=concurrency,
-                                     report_dir=report_dir)
+                                     report_dir=report_dir, trust_dir=trust_dir, cosign_keys=cosign_keys)
     with failures_exit_1():
         with cli.progress(0, quiet=dry_run) as progress:
             runs = run_import(settings, Path(archive), progress, deep=deep, dry_run=dry_run)
@@ -314,23 +328,31 @@ def test(c, k=None, x=False):
         raise Exit(code=code if code != 5 else EXIT_USAGE)
 
 
-@plain_task(help={"dist": "where to write them (default dist/ of the checkout)"})
-def build(c, dist=None):
-    """Build what carries arcmirror: dist/arcmirror.pyz (one file, any Python 3.9+), the wheel, a wheelhouse.
+@plain_task(help={"dist": "where to write them (default dist/ of the checkout; dist/PLATFORM/ for another platform)",
+                  "platform": "the machine arcmirror.pyz and the wheelhouse are for: x86_64 (default) or aarch64"})
+def build(c, dist=None, platform=None):
+    """Build what carries arcmirror: dist/arcmirror.pyz (one file), the wheel, a wheelhouse, for one platform.
 
-    The wheel with PyPA's build, the wheelhouse with pip wheel -r requirements.txt (for
-    pip install --no-index --find-links dist/wheelhouse arcmirror), and arcmirror.pyz with shiv
-    from that wheelhouse only. Needs the development tools of requirements-dev.txt and a package index.
+    arcmirror.pyz and the wheelhouse run on Linux x86_64 (glibc 2.17 or newer) with CPython 3.9 to 3.13,
+    or, with --platform aarch64, on 64-bit Arm Linux (into dist/aarch64/). The wheel with PyPA's build,
+    the wheelhouse with pip download of requirements.txt's wheels for that platform and every one of those
+    Pythons (for pip install --no-index --find-links dist/wheelhouse arcmirror), and arcmirror.pyz with
+    shiv from that wheelhouse only. Needs the development tools of requirements-dev.txt and pip's package index.
     """
-    from .runs.build import BuildError
+    from .runs.build import DEFAULT_PLATFORM, PLATFORMS, BuildError
     from .runs.build import build as make
 
     root = checkout()
     if root is None:
         raise Exit("build runs in a checkout of arcmirror (pyproject.toml): git clone it, then "
                    "./scripts/bootstrap && .venv/bin/invoke build", code=EXIT_USAGE)
+    platform = platform or DEFAULT_PLATFORM
+    if platform not in PLATFORMS:
+        raise Exit(f"arcmirror: no build for the platform {platform!r}; --platform is one of: "
+                   f"{', '.join(PLATFORMS)}", code=EXIT_USAGE)
+    default = root / "dist" if platform == DEFAULT_PLATFORM else root / "dist" / platform
     try:
-        built = make(root, Path(dist).resolve() if dist else root / "dist", say)
+        built = make(root, Path(dist).resolve() if dist else default, say, platform)
     except BuildError as exc:
         raise Exit(f"arcmirror: {exc.message}\nwhat to do: {exc.hint}", code=cli.EXIT_FAILED) from None
     print(built.describe())

@@ -43,7 +43,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("arcmirror.oci", "arcmirror.secret"),  # leaf types: pure data, no I/O
     2: ("arcmirror.cancel", "arcmirror.registry", "arcmirror.endpoints", "arcmirror.dockerengine",
         "arcmirror.settings"),  # I/O: registries, endpoints, the Docker engine, settings
-    3: ("arcmirror.copy",),  # the copy algorithm
+    3: ("arcmirror.copy", "arcmirror.trust"),  # the copy algorithm; signature verification beside it
     4: ("arcmirror.runs",),  # the runs, sharing runs/report.py
     5: ("arcmirror.cli", "arcmirror.tasks", "arcmirror.__main__"),  # the front door
 }

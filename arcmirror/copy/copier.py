@@ -87,6 +87,7 @@ class ImageResult:
     referrers: int = 0  # signatures, SBOMs, attestations found for the image
     referrers_copied: int = 0
     tree: list[str] = field(default_factory=list)  # the manifest digests of the image (index first)
+    trust: object | None = None  # the signature verdict (arcmirror.trust.verify.ImageTrust), when verified
 
     @property
     def ok(self) -> bool:
@@ -119,6 +120,12 @@ class Progress:
     def bytes_sent(self, job: ImageJob, count: int) -> None: ...
 
 
+#: ``admit(job, manifest, kept)``: called before anything of an image is written, with the manifest to copy and, for
+#: an index rewritten by MIRROR_PLATFORMS, the platform manifests kept (else None); returns the verdict to report,
+#: or raises a HintedError (with the verdict as ``trust``) to keep the image out
+Admit = Callable[[ImageJob, Manifest, "list[Manifest] | None"], object]
+
+
 class Copier:
     """Copies images from one endpoint to another; one copier serves a whole run."""
 
@@ -136,6 +143,7 @@ class Copier:
         repair: bool = False,
         referrers: bool = True,
         referrer_types: Sequence[str] = (),
+        admit: Admit | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -148,6 +156,7 @@ class Copier:
         self.repair = repair  # check every blob under a tag already in place, and send what was lost
         self.referrers = referrers  # copy signatures, SBOMs and attestations too
         self.referrer_types = tuple(referrer_types)
+        self.admit = admit  # verifies an image's signatures before anything of it is written
         self._blobs = BlobPlacer(source, target, retry=retry, dry_run=dry_run, sleep=sleep,
                                  on_sent=lambda job, n: self.progress.bytes_sent(job, n))
         self._blob_pool: ThreadPoolExecutor | None = None
@@ -210,6 +219,8 @@ class Copier:
         if current == digest and not self.platforms and not (self.repair or job.repair):
             # the tag is in place, and a registry takes a manifest only when everything it references is
             # there: the image is complete (a lost blob is what --repair and verify are for)
+            if self.admit is not None:
+                self._admit(job, result, self.source.get_manifest(job.source_repo, digest), None)
             result.status, result.digest = "up-to-date", digest
             if self.referrers:
                 self._copy_referrers(job, result, lambda: self._tree_digests(job, digest), digest, tags)
@@ -230,6 +241,10 @@ class Copier:
             result.rewritten = manifest.digest != digest
         result.platforms = platforms_of(manifest)
         result.digest = manifest.digest
+        if self.admit is not None:
+            kept = [rewritten.get(d) or self.source.get_manifest(job.source_repo, d)
+                    for d in children_of(manifest, source_ref)] if result.rewritten else None
+            self._admit(job, result, manifest, kept)
         repairing = self.repair or job.repair
         if current != manifest.digest and not repairing and \
                 self.target.resolve(job.target_repo, manifest.digest) == manifest.digest:
@@ -248,6 +263,14 @@ class Copier:
             self._copy_referrers(job, result, lambda: subjects, result.tree[0], tags)
         changed = result.manifests_pushed or result.blobs_copied or result.blobs_mounted
         result.status = ("would-copy" if self.dry_run else "copied") if changed else "up-to-date"
+
+    def _admit(self, job: ImageJob, result: ImageResult, manifest: Manifest, kept: list[Manifest] | None) -> None:
+        """The signature check before any write; its verdict goes to the report either way."""
+        try:
+            result.trust = self.admit(job, manifest, kept)
+        except HintedError as exc:
+            result.trust = getattr(exc, "trust", None)
+            raise
 
     def _put_tag(self, job: ImageJob, manifest: Manifest, result: ImageResult) -> None:
         """Point the target tag at a manifest the target repository holds."""

@@ -18,3 +18,13 @@ FOREIGN_LAYER_TYPES = frozenset({
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 })
+
+#: Notary Project signatures (signature-specification.md): the signature manifest's artifact type, its empty config
+#: (OCI image spec), the two envelope formats (its one layer), and the signed payload's content type
+NOTARY_SIGNATURE = "application/vnd.cncf.notary.signature"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+COSE_ENVELOPE = "application/cose"
+JWS_ENVELOPE = "application/jose+json"
+NOTARY_PAYLOAD = "application/vnd.cncf.notary.payload.v1+json"
+#: cosign's simple signing payload layer (sigstore/cosign specs/SIGNATURE_SPEC.md)
+COSIGN_SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"

@@ -13,13 +13,14 @@ from ..endpoints.archive import ArchiveReader, ExportResult, write_archive
 from ..endpoints.layout import LayoutStore
 from ..endpoints.registry import RegistryEndpoint
 from ..oci.errors import HintedError
+from ..oci.manifest import children_of
 from ..settings.load import Settings
 from . import report
 from .plan import Plan, target_of
 from .report import StepRun, copy_step, write_step
 from .steps import run_pull
 from .verify import run_verify
-from .wiring import make_copier, open_client
+from .wiring import make_copier, open_client, trust_verifier
 
 
 def run_export(settings: Settings, plan: Plan, archive: Path, since: Path | None = None,
@@ -66,7 +67,45 @@ def run_import(settings: Settings, archive: Path, progress: Progress | None = No
         repo, tag = target_of(settings, plan, image)
         jobs.append(ImageJob(image.name, image.name, image.target_digest, repo, tag))
         refs[image.name] = (f"{archive}:{image.name}@{image.target_digest}", f"{settings.target.registry}/{repo}:{tag}")
+    verdicts, refused = _verify_archive(settings, plan, reader, jobs, refs)
     with open_client(settings.target, settings) as client:
-        copier = make_copier(settings, reader, RegistryEndpoint(client), progress=progress, dry_run=dry_run)
-        pushed = copy_step(settings, plan, "import", copier, jobs, refs, started)
+        copier = make_copier(settings, reader, RegistryEndpoint(client), progress=progress, dry_run=dry_run,
+                             admit=(lambda job, manifest, kept: verdicts[job.name]) if verdicts else None)
+        pushed = copy_step(settings, plan, "import", copier, [j for j in jobs if j.name not in refused], refs,
+                           started, list(refused.values()))
     return [pushed] if dry_run or cancel.requested() else [pushed, run_verify(settings, plan, deep=deep)]
+
+
+def _verify_archive(settings: Settings, plan: Plan, reader: ArchiveReader, jobs: list[ImageJob],
+                    refs: dict) -> tuple[dict, dict]:
+    """Every image of the archive verified against this side's own trust folder (its scope: the target's
+    repository) before any is pushed; an image that fails is a failed case and is not pushed. ({name: verdict},
+    {name: failed case})."""
+    verifier = trust_verifier(settings, settings.target.registry)
+    if verifier is None:
+        return {}, {}
+    rewritten = {i.name for i in plan.ok_images if i.target_digest != i.digest}
+
+    def one(job: ImageJob):
+        try:
+            manifest = reader.get_manifest(job.source_repo, job.source_ref)
+            kept = [reader.get_manifest(job.source_repo, d) for d in children_of(manifest, job.source_repo)] \
+                if job.name in rewritten else None
+            return job, verifier.verify_image(reader, job.source_repo, manifest, kept, scope=job.target_repo)
+        except HintedError as exc:
+            return job, exc
+
+    verdicts, refused = {}, {}
+    for job, verdict in cancel.run_all(one, jobs, settings.concurrency, lambda job: (job, None), "verify"):
+        if verdict is not None and not isinstance(verdict, HintedError) and verdict.ok:
+            verdicts[job.name] = verdict
+            continue
+        message = verdict.failure() if hasattr(verdict, "failure") else \
+            f"{refs[job.name][0]}: {verdict.message}" if verdict is not None else \
+            "cancelled before its signatures were verified"
+        refused[job.name] = report.Case(job.name, "import", False, [f"source: {refs[job.name][0]}"] +
+                                        (verdict.lines() if hasattr(verdict, "lines") else []),
+                                        message=f"not imported: signature verification failed for {message}",
+                                        hint="the archive's image does not meet this side's trust policy "
+                                             "(MIRROR_TRUST_DIR): it was altered, or the trust folder lacks its signer")
+    return verdicts, refused

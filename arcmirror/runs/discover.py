@@ -24,7 +24,7 @@ from ..settings.load import ConfigError, Settings, full_name_problems
 from . import report
 from .plan import AUTO_TAGS, Plan, PlanError, PlannedImage, shard_plan, target_tag_for
 from .release import release_images, release_not_found, resolve_release_tag
-from .wiring import open_client
+from .wiring import open_client, trust_verifier
 
 Say = Callable[[str], None]
 
@@ -42,8 +42,17 @@ def plan_referrers(image: PlannedImage, source: Source, types: Sequence[str]) ->
         image.referrer_blobs.update(blobs)
 
 
+def _signature_lines(signatures: list[dict]) -> list[str]:
+    if not signatures:
+        return ["signatures: none (no Notary signature, no cosign signature)"]
+    from ..trust.verify import survey_lines
+
+    return survey_lines(signatures)
+
+
 def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | None,
-               platforms: Sequence[Platform], referrer_types: Sequence[str] | None = ()) -> PlannedImage:
+               platforms: Sequence[Platform], referrer_types: Sequence[str] | None = (),
+               cosign_keys: Sequence | None = None) -> PlannedImage:
     """Fill in one image: pinned digest, tree, blobs, and what the target has. Errors land on the image."""
     try:
         cancel.check()
@@ -68,6 +77,10 @@ def plan_image(image: PlannedImage, tag: str, source: Source, target: Target | N
         image.manifests = [m.digest for m in manifests]
         if referrer_types is not None:
             plan_referrers(image, source, referrer_types)
+            if image.referrers:
+                from ..trust.verify import survey  # cryptography is imported only where there are signatures
+
+                image.signatures = survey(source, image.source_repository, image.referrers, cosign_keys)
     except HintedError as exc:
         image.error, image.hint = exc.message, exc.hint
         return image
@@ -120,7 +133,8 @@ def discover(
     ]
     with ThreadPoolExecutor(settings.concurrency) as pool:
         referrer_types = settings.referrer_types if settings.referrers else None
-        images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms, referrer_types),
+        keys = trust_verifier(settings, src.registry).cosign_keys if settings.cosign_keys else None
+        images = list(pool.map(lambda i: plan_image(i, tag, source, target, settings.platforms, referrer_types, keys),
                                images))
     if mode != "catalog":
         missing = [i.name for i in images if i.missing]
@@ -167,6 +181,8 @@ def run_discover(settings: Settings, say: Say = lambda _: None) -> tuple[Plan, r
         details += [f"media type: {image.media_type or '-'}", f"platforms: {', '.join(image.platforms) or '-'}",
                     f"blobs: {len(image.blobs)} ({report.human_bytes(image.bytes)})",
                     f"in target: {'unknown' if image.in_target is None else 'yes' if image.in_target else 'no'}"]
+        if image.ok:
+            details += _signature_lines(image.signatures)
         cases.append(report.Case(image.name, "discover", image.ok, details, message=image.error, hint=image.hint))
     if settings.discover == "catalog":
         cases += [report.Case(name, "discover", True, skipped=True,

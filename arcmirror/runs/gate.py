@@ -44,6 +44,22 @@ def _why_no_plan(report_dir: Path) -> str:
     return f"no plan.json under {report_dir}: the expected images are unknown (run 'invoke discover')"
 
 
+def _signers(report_dir: Path) -> dict[str, list[str]]:
+    """Image name -> the signers whose signatures verify verified, from every verify.json under ``report_dir``."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(report_dir.rglob("verify.json")):
+        try:
+            images = json.loads(path.read_text()).get("images") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for image in images:
+            record = image.get("signatures") if isinstance(image, dict) else None
+            if isinstance(record, dict):
+                found.setdefault(str(image.get("name")), []).extend(
+                    s for s in record.get("signers") or [] if isinstance(s, str))
+    return {name: sorted(set(values)) for name, values in found.items()}
+
+
 def gate(report_dir: Path) -> GateResult:
     """Read every JUnit file under ``report_dir`` (shards' sub-folders included) and judge the release."""
     problems: list[str] = []
@@ -106,6 +122,13 @@ def gate(report_dir: Path) -> GateResult:
     head = (f"{'GATE PASSED' if not problems else 'GATE FAILED'}: release {tag}, "
             f"{ok_count} of {len(expected)} expected images verified, {verify_files} verification report(s)")
     lines = [head] + [f"  - {p}" for p in problems]
+    signers = _signers(report_dir)
+    if signers:
+        lines.append("Who signed each image (signatures verified in the target, MIRROR_TRUST_DIR):")
+        for name in expected or sorted(signers):
+            found = signers.get(name)
+            lines.append(f"  {name}: " + ("; ".join(found) if found else "no verified signature" if name in signers
+                                          else "not verified"))
     if problems and other_failures:
         lines.append("Failures in other steps:")
         lines += other_failures

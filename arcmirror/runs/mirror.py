@@ -16,7 +16,7 @@ from . import report
 from .plan import AUTO_TAGS, Plan, target_of, target_tag_for
 from .release import release_images, resolve_release_tag
 from .report import StepRun, copy_step, whole_run_failed
-from .wiring import make_copier, open_client
+from .wiring import admission, make_copier, open_client
 
 
 def jobs_for(settings: Settings) -> list[ImageJob]:
@@ -77,8 +77,10 @@ def run_mirror(settings: Settings, progress: Progress | None = None, plan: Plan 
                                               f"{settings.source.tag}") for name in found.missing]
             jobs = jobs_for(settings)
             platforms = list(settings.platforms)
-        copier = make_copier(settings, RegistryEndpoint(source), RegistryEndpoint(target), platforms=platforms,
-                             progress=progress, dry_run=dry_run)
+        source_endpoint = RegistryEndpoint(source)
+        copier = make_copier(settings, source_endpoint, RegistryEndpoint(target), platforms=platforms,
+                             progress=progress, dry_run=dry_run,
+                             admit=admission(settings, source_endpoint, settings.source.registry))
         run = copy_step(settings, plan, "mirror", copier, jobs, refs_for(settings, jobs), started, preflight)
     run.extra["release_tag"] = settings.source.tag
     run.extra["target_tag"] = settings.target.tag

@@ -38,6 +38,8 @@ class PlannedImage:
     referrers: list[dict] = field(default_factory=list)
     referrer_manifests: list[str] = field(default_factory=list)  # every manifest under the referrers
     referrer_blobs: dict[str, int] = field(default_factory=dict)
+    #: the Notary and cosign signatures among the referrers, and who signed (as claimed: discover trusts nothing)
+    signatures: list[dict] = field(default_factory=list)
     error: str | None = None
     hint: str | None = None
     missing: bool = False  # the source has no such image with the release tag

@@ -53,6 +53,8 @@ def _details(result: ImageResult, source: str, target: str) -> str:
         f"referrers (signatures, SBOMs, attestations): {result.referrers} found, {result.referrers_copied} copied",
         f"duration: {result.duration:.2f}s",
     ]
+    if result.trust is not None:
+        lines += result.trust.lines()
     return "\n".join(lines)
 
 
@@ -129,6 +131,7 @@ def record(results: Sequence[ImageResult], refs: dict[str, tuple[str, str]]) -> 
             "manifests_pushed": r.manifests_pushed, "referrers": r.referrers, "referrers_copied": r.referrers_copied,
             "duration": round(r.duration, 3),
             "error": r.error, "hint": r.hint,
+            **({"signatures": r.trust.record()} if r.trust is not None else {}),
         })
     return {
         "images": images,

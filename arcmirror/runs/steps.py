@@ -14,7 +14,7 @@ from ..settings.load import Settings
 from . import report
 from .plan import Plan, PlanError, target_of
 from .report import StepRun, copy_step, unplanned_cases, write_step
-from .wiring import make_copier, open_client
+from .wiring import admission, make_copier, open_client
 
 
 def run_pull(settings: Settings, plan: Plan, progress: Progress | None = None) -> StepRun:
@@ -25,8 +25,10 @@ def run_pull(settings: Settings, plan: Plan, progress: Progress | None = None) -
     jobs = [ImageJob(i.name, i.source_repository, i.digest, i.source_repository, plan.tag) for i in plan.ok_images]
     refs = {i.name: (i.source, f"{settings.store}:{i.source}") for i in plan.ok_images}
     with open_client(settings.source, settings) as client:
-        copier = make_copier(settings, RegistryEndpoint(client), LayoutEndpoint(store, plan.source_registry),
-                             platforms=[Platform.parse(p) for p in plan.platforms], progress=progress)
+        source = RegistryEndpoint(client)
+        copier = make_copier(settings, source, LayoutEndpoint(store, plan.source_registry),
+                             platforms=[Platform.parse(p) for p in plan.platforms], progress=progress,
+                             admit=admission(settings, source, settings.source.registry))
         return copy_step(settings, plan, "pull", copier, jobs, refs, started, [])
 
 

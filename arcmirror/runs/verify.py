@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from .. import cancel
 from ..endpoints.registry import RegistryEndpoint
@@ -15,7 +16,10 @@ from ..settings.load import Settings
 from . import report
 from .plan import Plan, PlannedImage, target_of
 from .report import StepRun, cancelled_case, unplanned_case, write_step
-from .wiring import open_client
+from .wiring import open_client, trust_verifier
+
+if TYPE_CHECKING:
+    from ..trust.verify import TrustVerifier
 
 
 def _rehash(client: RegistryClient, repo: str, digest: str, size: int) -> str:
@@ -50,12 +54,15 @@ def _referrer_problems(client: RegistryClient, repo: str, image: PlannedImage) -
     return problems
 
 
-def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool) -> report.Case:
-    """Check one image: its tag, every manifest (GET) and every blob (HEAD, or re-hashed with ``deep``)."""
+def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: str, deep: bool,
+                 verifier: TrustVerifier | None = None) -> report.Case:
+    """Check one image: its tag, every manifest (GET) and every blob (HEAD, or re-hashed with ``deep``), and, with
+    a trust folder or cosign keys, its signatures in the target."""
     started = time.monotonic()
     ref = f"{client.registry}/{repo}:{tag}"
     details = [f"target: {ref}", f"expected digest: {image.target_digest}"]
     problems: list[str] = []
+    facts: dict = {}
     try:
         cancel.check("this image's verification")
         found = client.head_manifest(repo, tag)
@@ -91,6 +98,18 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
         if image.blobs and set(blobs_seen) != set(image.blobs) and not problems:
             problems.append("the target's image has other blobs than planned")
         problems += _referrer_problems(client, repo, image)
+        if verifier is not None and not problems:
+            trust = _signatures(client, verifier, image, repo)
+            details += trust.lines()
+            if not trust.ok:
+                problems.append(f"signature verification failed for {trust.failure()}")
+                hint = "the image in the target does not meet the trust policy (MIRROR_TRUST_DIR): see each check " \
+                       "in the report; an image altered in the target, or a trust folder without its signer"
+                details.append("problem: " + problems[-1])
+                message = problems[-1]
+                return report.Case(image.name, "verify", False, details, time.monotonic() - started, message, hint,
+                                   facts={"signatures": trust.record()})
+            facts = {"signatures": trust.record()}
         details += [f"manifests checked: {len(manifests_seen)}", f"blobs checked: {len(blobs_seen)}"
                     + (" (re-hashed)" if deep else " (HEAD)"), f"referrers checked: {len(image.referrers)}"]
     except Cancelled as exc:
@@ -103,19 +122,29 @@ def verify_image(client: RegistryClient, image: PlannedImage, repo: str, tag: st
     details += [f"problem: {p}" for p in problems]
     message = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
     return report.Case(image.name, "verify", not problems, details, time.monotonic() - started,
-                        message or None, hint if problems else None)
+                        message or None, hint if problems else None, facts=facts)
+
+
+def _signatures(client: RegistryClient, verifier: TrustVerifier, image: PlannedImage, repo: str):
+    """The image's signatures verified in the target (the target's repository is the trust policy's scope)."""
+    endpoint = RegistryEndpoint(client)
+    manifest = client.get_manifest(repo, image.target_digest)
+    kept = [client.get_manifest(repo, d) for d in children_of(manifest, repo)] \
+        if image.target_digest != image.digest else None
+    return verifier.verify_image(endpoint, repo, manifest, kept)
 
 
 def run_verify(settings: Settings, plan: Plan, deep: bool = False) -> StepRun:
     started = time.monotonic()
+    verifier = trust_verifier(settings, settings.target.registry)
     with open_client(settings.target, settings) as client:
         def one(image: PlannedImage) -> report.Case:
             if not image.ok:
                 return unplanned_case("verify", image)
             repo, tag = target_of(settings, plan, image)
-            return verify_image(client, image, repo, tag, deep)
+            return verify_image(client, image, repo, tag, deep, verifier)
 
         cases = cancel.run_all(one, plan.images, settings.concurrency, lambda image: cancelled_case("verify", image), "verify")
-    record = {"images": [{"name": c.name, "ok": c.ok, "problem": c.message} for c in cases],
+    record = {"images": [{"name": c.name, "ok": c.ok, "problem": c.message, **c.facts} for c in cases],
               "deep": deep, "plan": plan.record()}
     return write_step(settings, "verify", cases, started, record)

@@ -77,6 +77,8 @@ class Settings:
     repair: bool
     referrers: bool
     referrer_types: tuple[str, ...]
+    trust_dir: Path | None  # MIRROR_TRUST_DIR: verify Notary signatures against this notation folder
+    cosign_keys: tuple[Path, ...]  # MIRROR_COSIGN_KEYS
     warnings: tuple[str, ...]  # things to say before a run (a .env value that lost an unset $VAR)
 
     @property
@@ -242,6 +244,8 @@ def load_settings(
         store=read.path("MIRROR_STORE"), timeout=read.get("MIRROR_TIMEOUT"), retries=read.get("MIRROR_RETRIES"),
         shard=read.get("MIRROR_SHARD"), route=read.get("MIRROR_ENGINE"), repair=read.get("MIRROR_REPAIR"),
         referrers=read.get("MIRROR_REFERRERS"), referrer_types=read.get("MIRROR_REFERRER_TYPES") or (),
+        trust_dir=read.path("MIRROR_TRUST_DIR"),
+        cosign_keys=tuple(p if p.is_absolute() else read.cwd / p for p in read.get("MIRROR_COSIGN_KEYS") or ()),
     )
     if problems:
         raise ConfigError(problems)

@@ -118,6 +118,10 @@ def path(value: str) -> Path:
     return Path(value)
 
 
+def paths(value: str) -> tuple[Path, ...]:
+    return tuple(Path(item) for item in names(value))
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 def _registry(role: str, prefix: str, default: str | None, repository_default: str | None, tag_help: str,
@@ -168,6 +172,12 @@ VARIABLES: tuple[Variable, ...] = (
              flag, "true"),
     Variable("MIRROR_REFERRER_TYPES", "artifact types of referrers to copy (cosign: cosign's tags); empty: all",
              names),
+    Variable("MIRROR_TRUST_DIR", "a notation configuration folder (trustpolicy.oci.json, truststore/x509/...): "
+             "Notary signatures are verified against it at the source, on import and in verify; empty: no "
+             "verification", path, option="trust-dir"),
+    Variable("MIRROR_COSIGN_KEYS", "PEM public keys (files or folders; commas, spaces or line breaks) that a cosign "
+             "signature of each image must verify with; empty: cosign signatures are not verified", paths,
+             option="cosign-keys"),
 )
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 BY_OPTION = {variable.option: variable for variable in VARIABLES if variable.option}

@@ -247,3 +247,9 @@ def test_a_trust_folder_that_cannot_be_used_is_a_configuration_error(signed, new
         notary.policy("a", trust_stores=["ca:a"], override={"integrity": "log"})]}))
     run = invoke(["mirror"], env_for(signed.registry, new_registry(), folder), tmp_path)
     assert run.code == 2 and "integrity cannot be overridden" in run.stderr
+
+
+def test_the_engine_route_does_not_pretend_to_verify(signed, publisher, new_registry, tmp_path):
+    run = invoke(["mirror"], env_for(signed.registry, new_registry(), trust(tmp_path, publisher),
+                                     MIRROR_ENGINE="docker"), tmp_path)
+    assert run.code == 2 and "needs the registry route" in run.stderr

@@ -323,3 +323,15 @@ def test_a_trust_store_notation_would_refuse_is_refused(p, tmp_path):
         TrustFolder.open(path).certificates("ca", ["arc"])
     (path / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": []}))
     assert TrustFolder.open(path).policy.source.endswith("trustpolicy.oci.json")  # the .oci one wins
+
+
+def test_a_run_without_a_trust_folder_loads_no_cryptography():
+    """Verification's libraries are imported only when MIRROR_TRUST_DIR or MIRROR_COSIGN_KEYS asks for them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, arcmirror.tasks, arcmirror.runs.mirror, arcmirror.runs.discover, arcmirror.runs.verify, "
+            "arcmirror.runs.airgap; print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'cbor2', "
+            "'asn1crypto'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

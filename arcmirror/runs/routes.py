@@ -121,4 +121,8 @@ def route_for(settings: Settings, say: Say, progress: ProgressFactory, *, cleanu
     if deep:
         raise UsageError("--deep is for the registry route; with --engine docker, verify checks config digests "
                          "and layer diff IDs")
+    if settings.trust_dir is not None or settings.cosign_keys:
+        raise UsageError("signature verification (MIRROR_TRUST_DIR, MIRROR_COSIGN_KEYS) needs the registry route: "
+                         "the Docker engine re-pushes images under new digests, which no signature covers; unset "
+                         "MIRROR_ENGINE=docker, or unset MIRROR_TRUST_DIR and MIRROR_COSIGN_KEYS")
     return DockerRoute(say, cleanup=cleanup)

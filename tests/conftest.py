@@ -215,7 +215,6 @@ def fault_proxy() -> Iterator[Callable[..., "FaultProxy"]]:
     See :mod:`testbed.faultproxy`.
     """
     from testbed.faultproxy import FaultProxy
-    from testbed.front import RegistryFront
 
     proxies: list[FaultProxy] = []
 

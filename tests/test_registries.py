@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from helpers import invoke, registry_env, walk

@@ -29,7 +29,7 @@ from .envelope import (
     Envelope,
     IntegrityError,
     check_critical,
-    check_times,
+    signed_attributes,
     verify_primitive,
 )
 
@@ -124,14 +124,7 @@ def parse(data: bytes) -> tuple[Envelope, bytes]:
     if algorithm is None:
         raise IntegrityError(f"the COSE alg {protected.get(ALG)!r} is not one the spec allows "
                              "(PS256/384/512, ES256/384/512)")
-    scheme = protected.get(SIGNING_SCHEME)
-    if not isinstance(scheme, str):
-        raise IntegrityError(f"the COSE envelope has no {SIGNING_SCHEME}")
-    signing_time = _time(protected[SIGNING_TIME], SIGNING_TIME) if SIGNING_TIME in protected else None
-    authentic = _time(protected[AUTHENTIC_SIGNING_TIME], AUTHENTIC_SIGNING_TIME) \
-        if AUTHENTIC_SIGNING_TIME in protected else None
-    expiry = _time(protected[EXPIRY], EXPIRY) if EXPIRY in protected else None
-    check_times(scheme, signing_time, authentic)
+    scheme, signing_time, authentic, expiry = signed_attributes(protected, _time, "COSE")
     critical = protected.get(CRIT)
     if not isinstance(critical, list) or not all(isinstance(c, (int, str)) for c in critical):
         raise IntegrityError("the COSE crit header is not a list of labels")

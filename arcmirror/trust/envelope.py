@@ -172,6 +172,18 @@ def check_critical(critical: list, scheme: str, has_expiry: bool, present: set) 
         raise IntegrityError(f"the envelope marks {absent[0]!r} critical but does not carry it")
 
 
+def signed_attributes(protected: dict, parse_time, kind: str) -> tuple[str, object, object, object]:
+    """The scheme and the three times of a protected header (each format parses its own time encoding), checked
+    against each other: ``(scheme, signing time, authentic signing time, expiry)``."""
+    scheme = protected.get(SIGNING_SCHEME)
+    if not isinstance(scheme, str):
+        raise IntegrityError(f"the {kind} envelope has no {SIGNING_SCHEME}")
+    times = [parse_time(protected[name], name) if name in protected else None
+             for name in (SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY)]
+    check_times(scheme, times[0], times[1])
+    return scheme, times[0], times[1], times[2]
+
+
 def check_times(scheme: str, signing_time, authentic_signing_time) -> None:
     """Each time header belongs to one scheme (signature-specification.md § Signed Attributes)."""
     if scheme not in (SCHEME_X509, SCHEME_AUTHORITY):

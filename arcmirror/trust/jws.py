@@ -31,7 +31,7 @@ from .envelope import (
     IntegrityError,
     _no_duplicates,
     check_critical,
-    check_times,
+    signed_attributes,
     verify_primitive,
 )
 
@@ -98,14 +98,7 @@ def parse(data: bytes) -> tuple[Envelope, bytes]:
     if algorithm is None:
         raise IntegrityError(f"the JWS alg {protected.get('alg')!r} is not one the spec allows "
                              "(PS256/384/512, ES256/384/512)")
-    scheme = protected.get(SIGNING_SCHEME)
-    if not isinstance(scheme, str):
-        raise IntegrityError(f"the JWS envelope has no {SIGNING_SCHEME}")
-    signing_time = _time(protected[SIGNING_TIME], SIGNING_TIME) if SIGNING_TIME in protected else None
-    authentic = _time(protected[AUTHENTIC_SIGNING_TIME], AUTHENTIC_SIGNING_TIME) \
-        if AUTHENTIC_SIGNING_TIME in protected else None
-    expiry = _time(protected[EXPIRY], EXPIRY) if EXPIRY in protected else None
-    check_times(scheme, signing_time, authentic)
+    scheme, signing_time, authentic, expiry = signed_attributes(protected, _time, "JWS")
     critical = protected.get("crit")
     if not isinstance(critical, list) or not all(isinstance(c, str) for c in critical):
         raise IntegrityError("the JWS crit header is not a list of names")

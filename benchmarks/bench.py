@@ -8,8 +8,10 @@ process, seeded with a snapshot when the scenario needs a non-empty target), and
 checked. Each figure is the median of ``--runs`` runs (tools interleaved, their order rotated per
 run; :mod:`benchmarks.measure`), quoted as ratios to the floor and to ``skopeo copy``. The table
 goes to stdout and, with the machine's description, to ``--output`` (``docs/benchmarks.md``;
-:mod:`benchmarks.report`). In the WAN scenario each run goes through a pair of latency relays
-(:mod:`benchmarks.wan`), which count the timed run's requests.
+:mod:`benchmarks.report`). In the WAN scenario (and the big scenario's capped cases) each run goes
+through a pair of latency relays (:mod:`benchmarks.wan`), which count the timed run's requests and
+the bytes they deliver each way per 50 ms (the link's timeline, saved beside the report in
+``timelines/``).
 
 Imports go one way: this module uses report, tools and scenarios; report uses tools and scenarios;
 tools use scenarios; scenarios use wan; all of them use measure, which uses none of them.
@@ -32,13 +34,14 @@ from typing import Iterable, Sequence
 
 from benchmarks.measure import MB, Measurement, Row, log, process_cpu, registry_pid, stored_bytes
 from benchmarks.report import BenchReport, code_version, machine_info
-from benchmarks.scenarios import NOOP_COUNTS, NOT_MEASURED, REPO, ROOT, SCENARIOS, Case, ScenarioData
+from benchmarks.scenarios import (BIG_BANDWIDTH, BIG_DELAY_MS, DEFAULT_SCENARIOS, NOOP_COUNTS, NOT_MEASURED, REPO,
+                                  ROOT, SCENARIOS, Case, ScenarioData, clone_storage)
 from benchmarks.tools import OPTIONAL_TOOLS, TOOLS, FloorTool, RunContext, Tool, ToolError, invoke_tasks, make_tools
-from benchmarks.wan import WAN_DELAYS, Relays, check_delays, parse_delays
+from benchmarks.wan import DUPLEX, HALF, WAN_DELAYS, Relays, check_delays, parse_delays, parse_duplex
 from testbed import dockerd
 from testbed.registry import Registry
 
-__all__ = ["SCENARIOS", "TOOLS", "main", "run_benchmark"]
+__all__ = ["DEFAULT_SCENARIOS", "SCENARIOS", "TOOLS", "main", "run_benchmark"]
 
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 
@@ -48,14 +51,15 @@ class Bench:
 
     def __init__(self, workdir: Path, *, scale: float, runs: int, tools: Sequence[str], keep: bool,
                  drop_caches: bool, noop_counts: tuple[int, int] = NOOP_COUNTS, baseline: Path | None = None,
-                 wan_delays: Sequence[float] = WAN_DELAYS, wan_bandwidth: float | None = None) -> None:
+                 wan_delays: Sequence[float] = WAN_DELAYS, wan_bandwidth: float | None = None,
+                 wan_duplex: Sequence[str] = DUPLEX) -> None:
         self.workdir = workdir
         self.runs = runs
         self.keep = keep
         self.drop_caches = drop_caches
         self._tasks: set[str] | None = None
         self.data = ScenarioData(workdir, scale=scale, noop_counts=noop_counts, wan_delays=wan_delays,
-                                 wan_bandwidth=wan_bandwidth)
+                                 wan_bandwidth=wan_bandwidth, wan_duplex=wan_duplex)
         self.tools = make_tools(tools, tasks=self.tasks, workdir=workdir, baseline=baseline)
         self.targets: list[Registry] = []
         self.rows: list[Row] = []
@@ -73,7 +77,7 @@ class Bench:
         run_dir = self.workdir / "runs" / f"{self._counter:03d}"
         target = Registry(run_dir / "target")
         if case.seed is not None:
-            shutil.copytree(case.seed, target.storage, dirs_exist_ok=True)
+            clone_storage(case.seed, target.storage)
         self.targets.append(target)
         return target.start(), run_dir
 
@@ -110,7 +114,7 @@ class Bench:
         """WAN: the relays the tool talks through, D ms in front of both registries; else nothing."""
         if case.delay_ms is None:
             return nullcontext()
-        return Relays(case.source.host, target.host, case.delay_ms, case.bandwidth)
+        return Relays(case.source.host, target.host, case.delay_ms, case.bandwidth, case.duplex or HALF)
 
     def measure(self, case: Case, tool: Tool, run: int) -> Measurement:
         target, run_dir = self._fresh_target(case)
@@ -125,8 +129,13 @@ class Bench:
                 source_cpu, target_cpu = process_cpu(registry_pid(case.source)), process_cpu(registry_pid(target))
                 if relays:
                     relays.reset()  # count the timed run only
-                outcome = tool.run(RunContext(case, target, run_dir, case.tag, relays))
+                try:
+                    outcome = tool.run(RunContext(case, target, run_dir, case.tag, relays))
+                finally:
+                    if relays:
+                        relays.stop_timeline()
                 requests = relays.requests() if relays else None
+                timeline = relays.timeline() if relays else None
                 source_cpu = process_cpu(registry_pid(case.source)) - source_cpu
                 target_cpu = process_cpu(registry_pid(target)) - target_cpu
             changed = self._verify(case, tool, target)
@@ -136,7 +145,7 @@ class Bench:
                                peak_rss=outcome.peak_rss, bytes_sent=outcome.bytes_sent,
                                stored_bytes=stored_bytes(target, before), inner_seconds=outcome.inner_seconds,
                                cpu=outcome.cpu, cpu_source=source_cpu, cpu_target=target_cpu, requests=requests,
-                               extra=outcome.extra)
+                               timeline=timeline, extra=outcome.extra)
         except (ToolError, dockerd.DockerEngineError, OSError, subprocess.SubprocessError) as exc:
             return Measurement(case.scenario, case.label, tool.name, run, None, False, error=str(exc)[:500])
         finally:
@@ -153,18 +162,23 @@ class Bench:
         rows: dict[tuple[str, str], Row] = {}
         active: list[Tool] = []
         for name, tool in self.tools.items():
-            reason = NOT_MEASURED.get(scenario, {}).get(name) or tool.unavailable()
+            told: set[str] = set()
             for case in cases:
+                reason = (case.not_measured.get(name) or NOT_MEASURED.get(scenario, {}).get(name)
+                          or tool.unavailable())
                 rows[(case.label, name)] = Row(scenario, case.label, name, [], skipped=reason)
-            if reason:
-                log(f"[{scenario}] {name}: skipped: {reason}")
-            else:
+                if reason and reason not in told:
+                    told.add(reason)
+                    log(f"[{scenario}] {name}: skipped{'' if len(cases) == 1 else ' in ' + case.label}: {reason}")
+            if any(not rows[(case.label, name)].skipped for case in cases):
                 active.append(tool)
         for run in range(1, self.runs + 1):
             shift = (run - 1) % max(1, len(active))
             order = active[shift:] + active[:shift]
             for case in cases:
                 for tool in order:
+                    if rows[(case.label, tool.name)].skipped:
+                        continue
                     m = self.measure(case, tool, run)
                     rows[(case.label, tool.name)].measurements.append(m)
                     detail = f"{m.seconds:.2f}s" if m.ok else f"FAILED: {m.error}"
@@ -191,7 +205,7 @@ def run_benchmark(
     scale: float = 1.0,
     runs: int = 3,
     tools: Iterable[str] = tuple(t for t in TOOLS if t not in OPTIONAL_TOOLS),
-    scenarios: Iterable[str] = SCENARIOS,
+    scenarios: Iterable[str] = DEFAULT_SCENARIOS,
     workdir: os.PathLike | str | None = None,
     output: os.PathLike | str | None = None,
     keep: bool = False,
@@ -201,14 +215,20 @@ def run_benchmark(
     baseline: os.PathLike | str | None = None,
     wan_delays: Sequence[float] = WAN_DELAYS,
     wan_bandwidth: float | None = None,
+    wan_duplex: Sequence[str] | str = DUPLEX,
 ) -> BenchReport:
     """Run the benchmark; write the Markdown report to ``output`` (when given) and return it.
 
-    ``tools`` / ``scenarios``: subsets of :data:`TOOLS` / :data:`SCENARIOS`. ``workdir``: where
-    layouts, registries and the Docker engine live (a temporary directory, removed at the end,
-    when not given; a given one is kept). ``wan_delays``: the one-way delays (ms) of the ``wan``
-    scenario, a case each; ``wan_bandwidth``: the cap (MB/s) its relays share, None for none.
-    Timing never raises: a failing tool run is recorded as failed (``report.ok`` is then False).
+    ``tools`` / ``scenarios``: subsets of :data:`TOOLS` / :data:`SCENARIOS` (by default every
+    scenario but ``big``). ``workdir``: where layouts, registries and the Docker engine live (a
+    temporary directory, removed at the end, when not given; a given one is kept). ``wan_delays``:
+    the one-way delays (ms) of the ``wan`` scenario, a case each; ``wan_bandwidth``: a cap (MB/s)
+    through which the ``wan`` scenario's ``cold`` runs again at each delay (None for none; the
+    ``big`` scenario's capped cases use it, else 40 MB/s); ``wan_duplex``: the kinds of capped link,
+    a case each (``"full"``: the cap each way; ``"half"``: one budget for both; ``"both"``).
+    With ``output``, every WAN run's link timeline goes to ``timelines/`` beside it (JSON, a file
+    per case). Timing never raises: a failing tool run is recorded as failed (``report.ok`` is then
+    False).
     """
     tools, scenarios = list(tools), list(scenarios)
     unknown = [t for t in tools if t not in TOOLS] + [s for s in scenarios if s not in SCENARIOS]
@@ -222,6 +242,9 @@ def run_benchmark(
     wan_delays = check_delays(wan_delays)
     if wan_bandwidth is not None and wan_bandwidth <= 0:
         raise ValueError("wan_bandwidth must be > 0 (MB/s), or None for no cap")
+    wan_duplex = parse_duplex(wan_duplex) if isinstance(wan_duplex, str) else tuple(wan_duplex)
+    if not wan_duplex or any(d not in DUPLEX for d in wan_duplex):
+        raise ValueError(f"wan_duplex: some of {', '.join(DUPLEX)}, or 'both' (got {wan_duplex!r})")
     temporary = workdir is None
     work = Path(tempfile.mkdtemp(prefix="arcmirror-bench-") if temporary else workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -234,7 +257,7 @@ def run_benchmark(
         machine["arcmirror-baseline"] = f"{baseline} at {code_version(baseline)}"
     bench = Bench(work, scale=scale, runs=runs, tools=tools, keep=keep, drop_caches=drop_caches,
                   noop_counts=(few, many), baseline=baseline, wan_delays=wan_delays,
-                  wan_bandwidth=wan_bandwidth * MB if wan_bandwidth else None)
+                  wan_bandwidth=wan_bandwidth * MB if wan_bandwidth else None, wan_duplex=wan_duplex)
     try:
         for scenario in SCENARIOS:
             if scenario in scenarios:
@@ -266,6 +289,7 @@ def run_benchmark(
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.markdown())
+        report.write_timelines(path.parent / "timelines")
     return report
 
 
@@ -301,8 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", type=lambda t: _names(t, TOOLS, "--only"), default=None,
                         metavar="TOOLS", help=f"comma-separated tools (default all but arcmirror-baseline, which "
                                               f"needs --baseline: {','.join(TOOLS)})")
-    parser.add_argument("--scenarios", type=lambda t: _names(t, SCENARIOS, "--scenarios"), default=list(SCENARIOS),
-                        metavar="LIST", help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})")
+    parser.add_argument("--scenarios", type=lambda t: _names(t, SCENARIOS, "--scenarios"),
+                        default=list(DEFAULT_SCENARIOS), metavar="LIST",
+                        help=f"comma-separated scenarios of {','.join(SCENARIOS)} (default all but big). big: "
+                             f"a release at real size (about 4 GB at --scale 1, 17 images, three layers over "
+                             f"500 MB), cold and incremental on loopback and through a capped link "
+                             f"{BIG_DELAY_MS:g} ms away (--wan-bandwidth, else {BIG_BANDWIDTH / MB:g} MB/s; "
+                             f"--wan-duplex); slow: BIG_MINUTES")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
                         help="Markdown report to write (default docs/benchmarks.md); '-' for none")
     parser.add_argument("--workdir", default=None,
@@ -318,8 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the wan scenario's one-way delays in ms, a case each (default "
                              f"{','.join(f'{d:g}' for d in WAN_DELAYS)}; 0 = the relays' own cost)")
     parser.add_argument("--wan-bandwidth", type=float, default=None, metavar="MBPS",
-                        help="a bandwidth cap in megabytes per second, shared by the wan scenario's source "
-                             "and target relays (default: none)")
+                        help="a bandwidth cap in megabytes per second: the wan scenario runs cold again at "
+                             "each delay through a link so capped, whose budgets the source and target "
+                             "relays share (default: none; big's capped cases: 40)")
+    parser.add_argument("--wan-duplex", choices=("full", "half", "both"), default="both",
+                        help="the capped link's kind, a case each: full (the cap each way: downloads and "
+                             "uploads do not share it, as on one Ethernet interface), half (one budget for "
+                             "both directions), both (default)")
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.runs < 1:
         parser.error("--scale must be > 0 and --runs >= 1")
@@ -338,8 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            workdir=args.workdir, output=None if args.output == "-" else args.output,
                            keep=args.keep, drop_caches=args.drop_caches, command=command.strip(),
                            noop_counts=noop_counts, baseline=args.baseline, wan_delays=args.wan_delays,
-                           wan_bandwidth=args.wan_bandwidth)
-    tables = [t for t in (report.results_table(), report.noop_table(), report.wan_table()) if t]
+                           wan_bandwidth=args.wan_bandwidth, wan_duplex=args.wan_duplex)
+    tables = [t for t in (report.results_table(), report.noop_table(), report.wan_table(), report.link_table(),
+                          report.link_sparklines()) if t]
     print("\n\n".join(tables))
     for goal, value, met in report.targets():
         print(f"{'MET ' if met else ('MISS' if met is False else '----')} {goal}: {value}")

@@ -4,25 +4,29 @@
 (every case and tool: the median, each run, ratios to the floor and to ``skopeo copy``, CPU and
 notes), :meth:`~BenchReport.noop_table` (the cost of one more image), :meth:`~BenchReport.wan_table`
 (the WAN cases: medians against their latency floor, requests counted at the relays),
-:meth:`~BenchReport.targets` (the issue's goals, met or not) and :meth:`~BenchReport.markdown` (the
-whole ``docs/benchmarks.md``).
+:meth:`~BenchReport.link_table` and :meth:`~BenchReport.link_sparklines` (where a capped link idled,
+from each median run's timeline), :meth:`~BenchReport.targets` (the issue's goals, met or not),
+:meth:`~BenchReport.markdown` (the whole ``docs/benchmarks.md``) and
+:meth:`~BenchReport.write_timelines` (every WAN run's timeline as JSON, a file per case).
 :func:`machine_info` describes the machine and the versions measured; :func:`code_version` is the
 commit of the work tree that runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.measure import MB, Row, megabytes
+from benchmarks.measure import HALF_SHARE, IDLE_SHARE, MB, Row, megabytes
 from benchmarks.scenarios import NOOP_COUNTS, ROOT
 from benchmarks.tools import FLOOR_PARALLEL, TOOLS, arcmirror_python
-from benchmarks.wan import LINK_CROSSINGS, WAN_KINDS, wan_label
+from benchmarks.wan import WAN_CAPPED_KINDS, WAN_KINDS, cap_text, wan_label
 from testbed import dockerd
 
 #: The peer every ratio is also quoted against.
@@ -32,8 +36,14 @@ WAN_GOAL_DELAY = 25.0
 WAN_LOOPBACK_RATIO = 2.0  # cold and incremental within 2× of the same run on loopback
 WAN_NOOP_REQUESTS = 3  # per image, source + target
 WAN_SKOPEO_SYNC_SPEEDUP = 5.0
-#: The loopback case holding the same data as a WAN case kind (the loopback no-op has other images).
-LOOPBACK_OF = {"cold": "cold", "incremental": "incremental"}
+#: Through a capped link: arcmirror within this factor of the case's floor (bytes / cap + round trips).
+CAPPED_FLOOR_RATIO = 1.1
+#: The big release: peak RSS of arcmirror's whole process tree below this.
+BIG_PEAK_RSS = 150 * MB
+#: The tools whose link timelines the report draws (all measured tools are in the table and the JSON).
+SPARKLINE_TOOLS = ("arcmirror", "arcmirror-baseline")
+#: The most columns a sparkline takes (slices are merged to fit).
+SPARKLINE_COLUMNS = 120
 
 
 def _version(command: Sequence[str]) -> str:
@@ -72,9 +82,19 @@ class BenchReport:
     def case(self, label: str) -> dict | None:
         return next((c for c in self.cases if c["label"] == label), None)
 
+    def far(self, row: Row) -> bool:
+        """Whether ``row``'s case runs through the WAN relays (it has a latency floor)."""
+        case = self.case(row.case)
+        return bool(case and case.get("floor"))
+
     @property
     def wan_rows(self) -> list[Row]:
-        return [row for row in self.rows if row.scenario == "wan"]
+        """The rows of every case through the relays: the ``wan`` scenario's, the ``big`` one's capped cases."""
+        return [row for row in self.rows if self.far(row)]
+
+    @property
+    def capped_cases(self) -> list[dict]:
+        return [c for c in self.cases if c.get("floor") and c.get("bandwidth")]
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -82,7 +102,7 @@ class BenchReport:
         lines = ["| case | tool | median s | runs (s) | × floor | × skopeo copy | CPU s: tool + source + target "
                  "| notes |",
                  "| --- | --- | ---: | --- | ---: | ---: | --- | --- |"]
-        loopback = [row for row in self.rows if row.scenario != "wan"]  # the WAN rows: wan_table()
+        loopback = [row for row in self.rows if not self.far(row)]  # the WAN rows: wan_table()
         if not loopback:
             return None
         for row in loopback:
@@ -101,7 +121,8 @@ class BenchReport:
             stored = row.median("stored_bytes")
             if stored is not None and row.case == "incremental":
                 notes.append(f"new in target {megabytes(stored)}")
-            if row.peak() and (row.case == "memory" or row.tool in ("arcmirror", "pull-push")):
+            if row.peak() and (row.case == "memory" or row.scenario == "big"
+                               or row.tool in ("arcmirror", "pull-push")):
                 notes.append(f"peak RSS {megabytes(row.peak())}")
             inner = row.median("inner_seconds")
             if inner is not None and median:
@@ -148,7 +169,7 @@ class BenchReport:
             floor = case["floor"]
             median = row.median()
             runs = ", ".join(f"{m.seconds:.2f}" if m.ok else "FAILED" for m in row.measurements)
-            loopback = LOOPBACK_OF.get(case["wan_kind"])
+            loopback = case.get("loopback")
             local = self.median(loopback, row.tool) if loopback else None
             requests = row.median_requests()
             counts = per_image = methods = connections = "–"
@@ -159,11 +180,112 @@ class BenchReport:
             if row.failed:
                 runs += " (FAILED: " + "; ".join(sorted({m.error or "?" for m in row.failed}))[:200] + ")"
             lines.append(
-                f"| {row.case} | {case['delay_ms']:g} ms | {_cap(case['bandwidth'])} | {floor.text()} | "
+                f"| {row.case} | {case['delay_ms']:g} ms | {cap_text(case['bandwidth'], case.get('duplex'))} | "
+                f"{floor.text()} | "
                 f"{row.tool} | {_s(median)} | {runs} | {_ratio(median, floor.seconds)} | "
                 f"{_ratio(median, self.median(row.case, 'arcmirror'))} | {_ratio(median, local)} | {counts} | "
                 f"{per_image} | {methods} | {connections} |")
         return "\n".join(lines)
+
+    def link_table(self) -> str | None:
+        """Per capped case and tool, from the median run's timeline: the bytes each way, how much of
+        the cap they used over the run, and the share of the run each direction was idle (under 5%
+        of the cap) or under half of it; half duplex also the one budget's (``both``)."""
+        lines = ["| case | tool | median run s | floor s | × floor | down MB (of cap) | up MB (of cap) "
+                 "| idle: down / up / both | under half: down / up / both | down at ≥ half cap | "
+                 "up at ≥ half cap | peak RSS |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |"]
+        found = False
+        for case in self.capped_cases:
+            for row in self.rows:
+                run = row.median_run() if row.case == case["label"] else None
+                if run is None or run.timeline is None:
+                    continue
+                found = True
+                t, floor = run.timeline, case["floor"]
+                directions = ("down", "up", "both") if t.duplex == "half" else ("down", "up")
+
+                def shares(fraction: float) -> str:
+                    return " / ".join(_pct(t.share_below(d, fraction)) for d in directions) + \
+                        (" / –" if len(directions) == 2 else "")
+
+                def span(direction: str) -> str:
+                    busy = t.busy_span(direction)
+                    return f"{busy[0]:.2f}–{busy[1]:.2f} s" if busy else "never"
+
+                lines.append(
+                    f"| {case['label']} | {row.tool} | {run.seconds:.2f} | {floor.text()} | "
+                    f"{_ratio(run.seconds, floor.seconds)} | {t.bytes('down') / MB:.1f} ({_pct(t.utilisation('down'))}) | "
+                    f"{t.bytes('up') / MB:.1f} ({_pct(t.utilisation('up'))}) | {shares(IDLE_SHARE)} | "
+                    f"{shares(HALF_SHARE)} | {span('down')} | {span('up')} | "
+                    f"{megabytes(run.peak_rss) if run.peak_rss else '–'} |")
+        return "\n".join(lines) if found else None
+
+    def link_sparklines(self) -> str | None:
+        """arcmirror's (and the baseline's) median run through each capped link, drawn per direction:
+        one character per column of time, from ' ' (nothing) to '█' (the cap). One time scale per case."""
+        blocks = []
+        for case in self.capped_cases:
+            runs = [(tool, row.median_run()) for tool in SPARKLINE_TOOLS
+                    if (row := self.row(case["label"], tool)) and row.median_run() and row.median_run().timeline]
+            if not runs:
+                continue
+            width = max(run.timeline.column_slices(SPARKLINE_COLUMNS) for _, run in runs)
+            column_ms = width * runs[0][1].timeline.slice_seconds * 1000
+            blocks.append(f"{case['label']}: floor {case['floor'].text()} s; one column = {column_ms:g} ms")
+            for tool, run in runs:
+                t = run.timeline
+                directions = ("down", "up", "both") if t.duplex == "half" else ("down", "up")
+                for direction in directions:
+                    name = f"{tool} {run.seconds:.2f} s" if direction == "down" else ""
+                    blocks.append(f"  {name:<26} {direction:<4} |{t.sparkline(direction, width)}|")
+            blocks.append("")
+        return "\n".join(blocks).rstrip() if blocks else None
+
+    def timelines(self) -> dict[str, dict]:
+        """Every WAN case's runs' timelines: ``{file name: JSON-ready dict}`` (a file per case)."""
+        files = {}
+        for case in self.cases:
+            if not case.get("floor"):
+                continue
+            tools = {}
+            for row in self.rows:
+                if row.case == case["label"]:
+                    runs = [{"run": m.run, "seconds": round(m.seconds, 4), **m.timeline.as_dict()}
+                            for m in row.good if m.timeline is not None]
+                    if runs:
+                        tools[row.tool] = runs
+            if tools:
+                floor = case["floor"]
+                name = re.sub(r"[^A-Za-z0-9@._-]+", "_", case["label"]) + ".json"
+                files[name] = {
+                    "case": case["label"], "delay_ms": case["delay_ms"], "cap_bytes_per_second": case["bandwidth"],
+                    "duplex": case.get("duplex"), "floor_seconds": round(floor.seconds, 4),
+                    "floor": floor.formula(), "bytes_to_move": floor.bytes_to_move, "started": self.started,
+                    "arcmirror": self.machine.get("arcmirror"),
+                    "note": "down/up: bytes the relays delivered to / from the tool in each slice_seconds "
+                            "slice of the run, from the start of the timed command",
+                    "tools": tools,
+                }
+        return files
+
+    def write_timelines(self, folder: Path) -> list[Path]:
+        """Write :meth:`timelines` into ``folder`` (its earlier ``*.json`` removed); the paths written."""
+        files = self.timelines()
+        if not files:
+            return []
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.json"):
+            old.unlink()
+        written = []
+        for name, content in files.items():
+            path = folder / name
+            text = json.dumps(content, indent=1)
+            # one line per list of counters: compact, and still a diff per run
+            path.write_text(re.sub(r"\[\s*([0-9,\s]+?)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1))
+                                   .replace(",", ", ") + "]", text) + "\n")
+            written.append(path)
+        return written
 
     def wan_floors(self) -> list[str]:
         """Each WAN case's latency floor with its formula."""
@@ -175,12 +297,12 @@ class BenchReport:
         return [f"{tool}: {reason}" for tool, reason in reasons.items()]
 
     def wan_targets(self) -> list[tuple[str, str, bool | None]]:
-        """The WAN goals, at D = 25 ms (none when the wan scenario did not run)."""
-        if not self.wan_rows:
+        """The WAN goals, at D = 25 ms uncapped, and through each capped link (none when the wan
+        scenario did not run)."""
+        if not any(row.scenario == "wan" for row in self.rows):
             return []
         delay = WAN_GOAL_DELAY
-        cap = next((c["bandwidth"] for c in self.cases if c.get("floor")), None)
-        at = f"WAN D = {delay:g} ms{', ' + _cap(cap) if cap else ''}"
+        at = f"WAN D = {delay:g} ms"
         lacking = f"not measured (--wan-delays lacks {delay:g})"
         goals: list[tuple[str, str, bool | None]] = []
 
@@ -215,6 +337,43 @@ class BenchReport:
                               sync / arc >= WAN_SKOPEO_SYNC_SPEEDUP))
             else:
                 goals.append((goal, lacking if self.case(label) is None else "not measured", None))
+        capped = [c for c in self.capped_cases if c["scenario"] == "wan" and c["wan_kind"] in WAN_CAPPED_KINDS]
+        if not capped:
+            goals.append((f"WAN through a capped link: cold ≤ {CAPPED_FLOOR_RATIO:g}× floor (bytes / cap + "
+                          "round trips), full and half duplex", "not measured (give --wan-bandwidth)", None))
+        goals += [self._floor_goal(c) for c in capped]
+        return goals
+
+    def _floor_goal(self, case: dict) -> tuple[str, str, bool | None]:
+        """arcmirror within :data:`CAPPED_FLOOR_RATIO` of a capped case's floor."""
+        scenario = "WAN" if case["scenario"] == "wan" else case["scenario"]
+        goal = (f"{scenario} D = {case['delay_ms']:g} ms, {cap_text(case['bandwidth'], case['duplex'])}: "
+                f"{case['wan_kind']} ≤ {CAPPED_FLOOR_RATIO:g}× floor")
+        arc, floor = self.median(case["label"], "arcmirror"), case["floor"]
+        if arc is None:
+            return goal, "not measured", None
+        return goal, f"{arc / floor.seconds:.2f}× ({arc:.2f} s vs floor {floor.formula()})", \
+            arc / floor.seconds <= CAPPED_FLOOR_RATIO
+
+    def big_targets(self) -> list[tuple[str, str, bool | None]]:
+        """The big release's goals: each capped case within 1.1× its floor, arcmirror's peak RSS (the
+        whole process tree, every big case) under 150 MB, every run ending with the source's digests."""
+        rows = [r for r in self.rows if r.scenario == "big" and r.tool == "arcmirror" and not r.skipped]
+        if not rows:
+            return []
+        goals = [self._floor_goal(c) for c in self.capped_cases if c["scenario"] == "big"]
+        peaks = [(row.peak(), row.case) for row in rows if row.peak()]
+        if peaks:
+            peak, where = max(peaks)
+            goals.append((f"big: peak RSS < {megabytes(BIG_PEAK_RSS)} (arcmirror's whole process tree)",
+                          f"{megabytes(peak)} (at most, in {where}; largest layer "
+                          f"{megabytes(self._largest('big-cold'))})", peak < BIG_PEAK_RSS))
+        runs = [m for row in rows for m in row.measurements]
+        good = [m for m in runs if m.ok]
+        images = self.case("big-cold")["images"] if self.case("big-cold") else 0
+        goals.append(("big: the target's digests are the source's (every image, every run)",
+                      f"{len(good)} of {len(runs)} runs" + (f", {images} images each" if images else "")
+                      + ("" if len(good) == len(runs) else ": see the failed runs"), len(good) == len(runs)))
         return goals
 
     def targets(self) -> list[tuple[str, str, bool | None]]:
@@ -262,7 +421,7 @@ class BenchReport:
             goals.append(("pull + push ≤ 2× mirror (cold)", f"{pp / cold_arc:.2f}×", pp / cold_arc <= 2))
         elif pp_row and pp_row.skipped:
             goals.append(("pull + push ≤ 2× mirror (cold)", pp_row.skipped, None))
-        return goals + self.wan_targets()
+        return goals + self.wan_targets() + self.big_targets()
 
     def _wan_section(self, table: str) -> list[str]:
         return [
@@ -271,8 +430,12 @@ class BenchReport:
             "The same cases again with the tool far from both registries, as a CI runner is from MCR and "
             "from the private registry: a latency relay (`testbed/relay.py`) in front of the source and one "
             "in front of each run's fresh target delays every chunk D ms in each direction (a request costs "
-            "a round trip, 2 × D), sharing one bandwidth cap when one is given (the runner's one link: "
-            "downloads and uploads draw from the same budget). The tool is given the relays' hosts. "
+            "a round trip, 2 × D). With `--wan-bandwidth`, `cold` runs again at each D through a capped "
+            "link that both relays share, the runner's one network link, of two kinds: **full duplex** "
+            "(`…-full`, as one Ethernet interface: the cap each way, so downloads, *down* to the tool, and "
+            "uploads, *up* from it, do not share it) and **half duplex** (`…-half`: one budget that down and "
+            "up share). The `big` scenario's capped cases (`big-…@10ms/…`) are here too. The tool is given "
+            "the relays' hosts. "
             "`wan-noop` is the release into a target holding it (the same 17 images), `wan-cold` and "
             "`wan-incremental` the loopback `cold` and `incremental` data. The relays count the HTTP "
             "requests of the timed run (counters reset just before it; untimed set-up is not counted); "
@@ -290,11 +453,14 @@ class BenchReport:
             "checked alongside) → stream it into a one-request upload to the target (`POST ?digest=`), "
             "which must have answered before → the PUT of the manifest by tag (4). cold: every image is "
             "copied (4); no-op: none (1); incremental: the images whose manifest changed (4: every config "
-            "changes). A cap adds the bytes to move crossing the link twice (down from the source, up to "
-            "the target) at the capped rate:",
+            "changes). A cap adds the time the bytes to move need on the link: each crosses it twice, down "
+            "from the source and up to the target (bytes_down = bytes_up = bytes_to_move). Full duplex: "
+            "both directions at once, max(bytes_down, bytes_up) / cap; half duplex: one budget, "
+            "(bytes_down + bytes_up) / cap:",
             "",
-            f"`floor = round_trips × 2 × D + {LINK_CROSSINGS} × bytes_to_move / bandwidth` (no bandwidth "
-            "term uncapped; manifests' bytes left out). With a cap it can be up to D above the true "
+            "`floor = round_trips × 2 × D + bytes_to_move / cap` (full duplex), "
+            "`floor = round_trips × 2 × D + 2 × bytes_to_move / cap` (half duplex); no bandwidth term "
+            "uncapped; manifests' bytes and HTTP heads left out. With a cap it can be up to D above the true "
             "minimum (the transfer overlaps the blob round trips). It leaves out what loopback costs too "
             "(CPU, the registries' own time): on loopback cold takes seconds whatever D.",
             "",
@@ -311,8 +477,44 @@ class BenchReport:
             "",
         ]
 
+    def _link_section(self, table: str) -> list[str]:
+        sparklines = self.link_sparklines()
+        return [
+            "## Capped links: where the link idles",
+            "",
+            "Each run through the relays counts the bytes they delivered per direction per 50 ms (a counter "
+            "array in `testbed/relay.py`'s `Timeline`): *down* is what the tool received (the source's "
+            "blobs, every answer), *up* what it sent (requests, the uploads to the target). Below, for each "
+            "capped case and tool, the run with the median time: the bytes each way and the share of the "
+            "cap they used over the whole run (100% = the link full from the first to the last "
+            "millisecond); the share of the run's time each direction was *idle* (under "
+            f"{IDLE_SHARE:.0%} of the cap) or *under half* the cap; on a half-duplex link also `both`, "
+            "the one budget (idle only when neither direction uses it); and when each direction first and "
+            "last ran at half the cap or more (the run starts with the command: interpreter start-up, "
+            "discovery and manifests come first; the tail is the last uploads and manifests). A tool that "
+            "keeps the link full is at its floor; what is idle or under half, while the run lasts, is what "
+            "is left to win.",
+            "",
+            table,
+            "",
+            *(["arcmirror's median run through each link, per direction, from the start of the command to "
+               "its exit: one character per column of time, ' ' nothing, '▁'…'█' up to the cap (the baseline "
+               "on the same scale when measured):",
+               "",
+               "```text",
+               sparklines,
+               "```",
+               ""] if sparklines else []),
+            "Every run's timeline (both directions, every tool, 50 ms slices) is in `timelines/` beside this "
+            "file, one JSON file per case, to compare before and after a change.",
+            "",
+        ]
+
     def _memory_layer(self) -> int:
-        case = next((c for c in self.cases if c["label"] == "memory"), None)
+        return self._largest("memory")
+
+    def _largest(self, label: str) -> int:
+        case = self.case(label)
         return case["largest_blob"] if case else 0
 
     def markdown(self) -> str:
@@ -353,6 +555,9 @@ class BenchReport:
         wan = self.wan_table()
         if wan:
             out += self._wan_section(wan)
+        links = self.link_table()
+        if links:
+            out += self._link_section(links)
         goals = self.targets()
         if goals:
             out += ["## The issue's targets", "", "| target | measured | met |", "| --- | --- | --- |"]
@@ -395,9 +600,8 @@ class BenchReport:
         return "\n".join(out)
 
 
-def _cap(bandwidth: float | None) -> str:
-    """A link's cap in bytes per second as "10 MB/s"; "none" for None."""
-    return f"{bandwidth / MB:g} MB/s" if bandwidth else "none"
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share:.0%}"
 
 
 def _s(value: float | None) -> str:

@@ -360,6 +360,7 @@ def build_release(
     changed: Iterable[str] = (),
     seed: int = 0,
     compresslevel: int = 1,
+    unique_sizes: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Build an Arc-like release into the OCI layout at ``dirpath``.
 
@@ -374,8 +375,12 @@ def build_release(
     every other layer byte for byte, while configs (labelled with the tag) and
     therefore manifests differ.
 
+    ``unique_sizes`` gives some names a unique layer of their own size (the
+    others get ``unique_size``).
+
     Returns ``{name: ref_name}``; ``skopeo`` can read each as ``oci:DIR:REF``.
     """
+    unique_sizes = dict(unique_sizes or {})
     builder = LayoutBuilder(dirpath, compresslevel=compresslevel)
     multiarch, changed = set(multiarch), set(changed)
     base = builder.layer(stable_seed(seed, "base"), base_size)
@@ -388,7 +393,7 @@ def build_release(
             platform: [
                 base,
                 runtimes[position % 2],
-                builder.layer(stable_seed(seed, name, version, platform), unique_size),
+                builder.layer(stable_seed(seed, name, version, platform), unique_sizes.get(name, unique_size)),
             ]
             for platform in platforms
         }

@@ -17,10 +17,23 @@ ended. At most :data:`WINDOW` bytes wait in one direction of one connection (the
 reader stops reading meanwhile, so TCP back-pressure reaches the sender), like a
 TCP window: one stream tops out at ``WINDOW / D`` (160 MiB/s at 25 ms).
 
-A :class:`Link` caps bandwidth: one token bucket in bytes per second that
-several relays may share (the source relay and the target relay of one run, like
-the runner's one network link). Both directions of every relay on a link draw
-from the same bucket.
+A :class:`Link` caps bandwidth: a token bucket in bytes per second that several
+relays may share (the source relay and the target relay of one run, like the
+runner's one network link). Seen from the runner, a link has two directions:
+:data:`DOWN`, the bytes the client (the tool under test) receives (every
+relay's upstream -> client direction: the source's blobs, the target's
+answers), and :data:`UP`, the bytes it sends (client -> upstream: requests and
+uploads). ``Link(rate)`` or ``Link(rate, duplex="half")`` is *half duplex*: one
+budget for both directions, so a download and an upload at once share ``rate``
+(the compatible default). ``Link(rate, duplex="full")`` is *full duplex*, as one
+Ethernet interface is: ``rate`` each way, a bucket per direction, each shared by
+every relay on the link.
+
+A :class:`Timeline` counts the bytes the relays given it delivered, per
+direction and per slice of time (50 ms by default): a counter array, one lock
+and an addition per write, no log of chunks. :meth:`Timeline.reset` starts it
+(and forgets earlier bytes), :meth:`Timeline.stop` ends it, :meth:`Timeline.snapshot`
+reads it. With a capped link it shows when each direction of the link idled.
 
 :attr:`LatencyRelay.requests` and :attr:`~LatencyRelay.requests_by_method`
 count the HTTP/1.1 requests sent through the relay, parsed passively from the
@@ -33,8 +46,10 @@ from reconnects).
 
 Limits (what is not modelled): the TCP handshake (a new connection costs no
 extra round trip here, a real one costs one, TLS more); packet loss, jitter and
-reordering; slow start; a full-duplex link with its own capacity each way (a
-:class:`Link` is one budget for both directions). A connection reset, or a
+reordering; slow start; what a real half-duplex medium also loses (collisions,
+turnarounds: a half-duplex :class:`Link` only shares the budget); on a full-duplex
+link, the TCP acknowledgements of one direction take nothing from the other. A
+connection reset, or a
 failed write, closes both sides at once rather than after the delay. Counting
 is for plain HTTP only: on a stream that is not HTTP/1.1 (TLS, a protocol
 upgrade, garbage) counting stops for that connection while the bytes are still
@@ -67,37 +82,136 @@ BURST_SECONDS = 0.02
 SLICE_SECONDS = 0.01
 CONNECT_TIMEOUT = 10.0
 REQUEST_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d\.\d")
+#: The two directions of a link, seen from the client (the tool under test): what it receives
+#: (upstream -> client, on every relay) and what it sends (client -> upstream).
+DOWN, UP = "down", "up"
+DIRECTIONS = (DOWN, UP)
+#: ``Link(duplex=...)``: one budget for both directions, or one budget each way.
+HALF, FULL = "half", "full"
+DUPLEX = (HALF, FULL)
+#: A :class:`Timeline`'s slice of time, seconds.
+TIMELINE_SLICE = 0.05
+
+
+class _Bucket:
+    """One token bucket: a budget of ``bytes_per_second`` with a :data:`BURST_SECONDS` burst."""
+
+    def __init__(self, bytes_per_second: float):
+        self.bytes_per_second = bytes_per_second
+        self.lock = threading.Lock()
+        self.free_at = 0.0         # monotonic time when the booked bytes have crossed
+
+    def book(self, nbytes: int) -> float:
+        with self.lock:
+            now = time.monotonic()
+            start = max(self.free_at, now - BURST_SECONDS)
+            self.free_at = start + nbytes / self.bytes_per_second
+            return self.free_at - now
 
 
 class Link:
     """A bandwidth cap of ``bytes_per_second``, shared by every relay given it.
 
-    A token bucket holding :data:`BURST_SECONDS` worth of bytes: writes book
-    their bytes in turn, whichever relay and direction they come from, so the
-    relays on one link share its capacity (a half-duplex budget: uploads and
-    downloads add up). :attr:`carried` counts the bytes booked.
+    ``duplex="half"`` (the default): one token bucket for both directions, so
+    writes book their bytes in turn, whichever relay and direction they come
+    from, and uploads and downloads add up. ``duplex="full"``: one bucket per
+    direction (:data:`DOWN`, :data:`UP`), each ``bytes_per_second``, each shared
+    by the relays on the link: downloads do not slow uploads. A bucket holds
+    :data:`BURST_SECONDS` worth of bytes. :attr:`carried` counts the bytes
+    booked, :attr:`carried_by_direction` the same per direction.
     """
 
-    def __init__(self, bytes_per_second: float):
+    def __init__(self, bytes_per_second: float, duplex: str = HALF):
         if bytes_per_second <= 0:
             raise ValueError("bytes_per_second must be positive")
+        if duplex not in DUPLEX:
+            raise ValueError(f"duplex must be one of {', '.join(DUPLEX)}, not {duplex!r}")
         self.bytes_per_second = float(bytes_per_second)
+        self.duplex = duplex
         self.slice = max(1024, min(CHUNK, int(bytes_per_second * SLICE_SECONDS)))
-        self.carried = 0
-        self._lock = threading.Lock()
-        self._free_at = 0.0        # monotonic time when the booked bytes have crossed
+        shared = _Bucket(self.bytes_per_second)
+        self._buckets = ({DOWN: shared, UP: shared} if duplex == HALF
+                         else {d: _Bucket(self.bytes_per_second) for d in DIRECTIONS})
+        self._counts = {d: 0 for d in DIRECTIONS}
+        self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Link {self.bytes_per_second:.0f} B/s>"
+        return f"<Link {self.bytes_per_second:.0f} B/s {self.duplex} duplex>"
 
-    def book(self, nbytes: int) -> float:
-        """Book ``nbytes`` on the link; the seconds to wait before they have crossed it."""
+    @property
+    def carried(self) -> int:
+        """Bytes booked, both directions."""
+        with self._count_lock:
+            return sum(self._counts.values())
+
+    @property
+    def carried_by_direction(self) -> dict[str, int]:
+        """Bytes booked per direction: ``{"down": ..., "up": ...}``."""
+        with self._count_lock:
+            return dict(self._counts)
+
+    def book(self, nbytes: int, direction: str = DOWN) -> float:
+        """Book ``nbytes`` in ``direction``; the seconds to wait before they have crossed the link."""
+        with self._count_lock:
+            self._counts[direction] += nbytes
+        return self._buckets[direction].book(nbytes)
+
+
+class Timeline:
+    """Bytes delivered per direction per slice of ``slice_seconds``, from :meth:`reset` to :meth:`stop`.
+
+    The relays given it call :meth:`add` after each write (a piece of at most
+    :data:`CHUNK` bytes). Cheap: a list of counters per direction, grown as
+    time goes on. Bytes written before the first :meth:`reset` count from the
+    timeline's creation; bytes after :meth:`stop` are not counted.
+    """
+
+    def __init__(self, slice_seconds: float = TIMELINE_SLICE):
+        if slice_seconds <= 0:
+            raise ValueError("slice_seconds must be positive")
+        self.slice_seconds = slice_seconds
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Start now, with no bytes counted."""
         with self._lock:
-            now = time.monotonic()
-            start = max(self._free_at, now - BURST_SECONDS)
-            self._free_at = start + nbytes / self.bytes_per_second
-            self.carried += nbytes
-            return self._free_at - now
+            self._started = time.monotonic()
+            self._stopped: float | None = None
+            self._bytes: dict[str, list[int]] = {d: [] for d in DIRECTIONS}
+
+    def stop(self) -> None:
+        """Stop counting (the run ended); :attr:`seconds` is now fixed."""
+        with self._lock:
+            if self._stopped is None:
+                self._stopped = time.monotonic()
+
+    def add(self, direction: str, nbytes: int) -> None:
+        """Count ``nbytes`` delivered in ``direction`` now."""
+        now = time.monotonic()
+        with self._lock:
+            if self._stopped is not None:
+                return
+            counts = self._bytes[direction]
+            index = int((now - self._started) / self.slice_seconds)
+            if index >= len(counts):
+                counts.extend([0] * (index + 1 - len(counts)))
+            counts[index] += nbytes
+
+    @property
+    def seconds(self) -> float:
+        """Seconds from :meth:`reset` to :meth:`stop` (or to now)."""
+        with self._lock:
+            return (self._stopped or time.monotonic()) - self._started
+
+    def snapshot(self) -> dict:
+        """``{"slice_seconds", "seconds", "down": [bytes per slice], "up": [...]}``; both lists
+        cover :attr:`seconds` (zeros where nothing was delivered)."""
+        seconds = self.seconds
+        with self._lock:
+            slices = max([int(seconds / self.slice_seconds) + 1] + [len(c) for c in self._bytes.values()])
+            return {"slice_seconds": self.slice_seconds, "seconds": seconds,
+                    **{d: c + [0] * (slices - len(c)) for d, c in self._bytes.items()}}
 
 
 class _DelayLine:
@@ -238,8 +352,8 @@ class _Connection:
         to_upstream, to_client = self.lines
         if self.aborted.is_set():       # stopped while connecting
             return
-        self._spawn(lambda: self._deliver(to_upstream, self.upstream), "from line to upstream")
-        self._spawn(lambda: self._deliver(to_client, self.client), "from line to client")
+        self._spawn(lambda: self._deliver(to_upstream, self.upstream, UP), "from line to upstream")
+        self._spawn(lambda: self._deliver(to_client, self.client, DOWN), "from line to client")
         self._spawn(lambda: _Tap(self.upstream, to_client).drain(), "from upstream")
         tap = _Tap(self.client, to_upstream)
         self._count_requests(tap)
@@ -257,9 +371,10 @@ class _Connection:
         except (ValueError, IndexError) as error:
             log.debug("%r: not counting any more: %s", self, error)
 
-    def _deliver(self, line: _DelayLine, sock: socket.socket) -> None:
-        """Write the chunks of ``line`` to ``sock`` when due, through the link if any."""
-        link = self.relay.link
+    def _deliver(self, line: _DelayLine, sock: socket.socket, direction: str) -> None:
+        """Write the chunks of ``line`` to ``sock`` when due, through the link if any, counting
+        them on the timeline if any; ``direction`` is :data:`DOWN` (to the client) or :data:`UP`."""
+        link, timeline = self.relay.link, self.relay.timeline
         while (item := line.get()) is not None:
             due, data = item
             if self.aborted.wait(max(0.0, due - time.monotonic())):
@@ -269,12 +384,16 @@ class _Connection:
                 return
             if link is None:
                 sock.sendall(data)
+                if timeline is not None:
+                    timeline.add(direction, len(data))
             else:
                 for start in range(0, len(data), link.slice):
                     piece = data[start:start + link.slice]
-                    if self.aborted.wait(max(0.0, link.book(len(piece)))):
+                    if self.aborted.wait(max(0.0, link.book(len(piece), direction))):
                         return
                     sock.sendall(piece)
+                    if timeline is not None:
+                        timeline.add(direction, len(piece))
             line.delivered(len(data))
 
     def abort(self) -> None:
@@ -301,14 +420,15 @@ class LatencyRelay(LoopbackRelay):
 
     Each direction of each connection is delayed ``delay_ms`` milliseconds (see
     the module's docstring for the model and its limits); ``link`` caps the
-    bandwidth, shared with the other relays on the same :class:`Link`. Listens
+    bandwidth, shared with the other relays on the same :class:`Link`; ``timeline``
+    counts the bytes delivered each way (:class:`Timeline`, may be shared too). Listens
     on ``127.0.0.1:port`` (a free port by default; bound at construction, so
     :attr:`host`/:attr:`url` are known before :meth:`start`). Per connection,
     four daemon threads; :meth:`stop` cuts every connection and joins them.
     """
 
     def __init__(self, upstream: str, delay_ms: float, *, link: Link | None = None,
-                 port: int | None = None):
+                 timeline: Timeline | None = None, port: int | None = None):
         if delay_ms < 0:
             raise ValueError("delay_ms must not be negative")
         scheme, _, address = upstream.rstrip("/").rpartition("://")
@@ -318,6 +438,7 @@ class LatencyRelay(LoopbackRelay):
         self.delay_ms = delay_ms
         self.delay = delay_ms / 1000
         self.link = link
+        self.timeline = timeline
         self._methods: Counter[str] = Counter()
         self._accepted_count = 0
 

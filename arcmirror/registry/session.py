@@ -83,7 +83,8 @@ class RegistrySession:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._tokens = TokenCache()
-        self._ready = threading.Lock()
+        self._ready = threading.RLock()
+        self._trying: str | None = None
         self._base_url: str | None = None
         self._challenge: Challenge | None = None
         self._ping_error: HintedError | None = None
@@ -237,6 +238,15 @@ class RegistrySession:
                 response.close()
         return https, self._with_retries("GET /v2/", lambda: self._raw("GET", f"{https}/v2/"))
 
+    def _registry_at(self, base: str) -> bool:
+        """Whether ``base`` answers ``GET /v2/`` as a registry does (asked only when a first answer did not say)."""
+        try:
+            response = self._with_retries("GET /v2/", lambda: self._raw("GET", f"{base}/v2/"))
+        except HintedError:
+            return False
+        response.close()
+        return response.status_code in (200, 401)
+
     def _check_basic(self) -> None:
         if not self.credentials:
             raise AuthError(
@@ -282,7 +292,8 @@ class RegistrySession:
         if parsed.scheme == "https":
             return True
         own_host = split_host_port(self.host)[0].strip("[]")
-        return parsed.scheme == "http" and parsed.hostname == own_host and self._base_url.startswith("http://")
+        base = self._base_url or self._trying or ""
+        return parsed.scheme == "http" and parsed.hostname == own_host and base.startswith("http://")
 
     def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> Token:
         realm = challenge.realm
@@ -348,18 +359,35 @@ class RegistrySession:
         ``what`` describes the operation for messages ("manifest arcdata/x:tag"); the first of ``scopes``
         names the repository the request is about. ``diagnose``: see :meth:`_with_retries`.
         """
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
         scope_list = list(scopes)
+        body = kwargs.get("data")
+        replayable = body is None or isinstance(body, (bytes, str))
+        if self._base_url is None and not path.startswith(("http://", "https://")) and replayable:
+            with self._ready:  # the first request finds the scheme and the auth: the others wait for it
+                if self._base_url is None:
+                    return self._first(method, path, scope_list, what, ok, retry, diagnose, kwargs)
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        response, _ = self._send(method, url, scope_list, what, retry, diagnose, kwargs)
+        if response.status_code in ok:
+            return response
+        raise self._status_error(response, method, what, scope_list)
+
+    def _send(self, method: str, url: str, scope_list: list[str], what: str, retry: bool,
+              diagnose: Callable[[], None] | None, kwargs: dict) -> tuple[requests.Response, Challenge | None]:
+        """One request with auth for the scopes (a new token, or Basic, when a 401 asks), retried as
+        :meth:`_with_retries` says; the answer, and the challenge a 401 carried, if any."""
         scope_set = frozenset(scope_list)
         body = kwargs.get("data")
         replayable = body is None or isinstance(body, (bytes, str))
-        headers = dict(kwargs.pop("headers", None) or {})
+        headers = dict(kwargs.get("headers") or {})
+        options = {k: v for k, v in kwargs.items() if k != "headers"}
+        seen: list[Challenge] = []
 
         def attempt() -> requests.Response:
             auth = self._authorization(scope_set)
             if auth:
                 headers["Authorization"] = auth
-            response = self._raw(method, url, headers=headers, **kwargs)
+            response = self._raw(method, url, headers=headers, **options)
             if response.status_code == 401:
                 challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
                 if challenge is None or (challenge.scheme == "basic" and (
@@ -367,18 +395,62 @@ class RegistrySession:
                     # not "log in again": no challenge (Harbor sends an empty one), or Basic after a token was
                     # sent (Harbor's default challenge, goharbor/harbor auth.go getChallenge); its body says why
                     return response
+                seen.append(challenge)
                 response.close()
                 fresh = self._authorization(scope_set, refresh=True, challenge=challenge) or ""
                 if not replayable:  # the streamed body is spent: the caller starts over with the new token
                     raise TransientError(f"the {self.label} asked for a new token during {method} {what}")
                 headers["Authorization"] = fresh
-                response = self._raw(method, url, headers=headers, **kwargs)
+                response = self._raw(method, url, headers=headers, **options)
             return response
 
         response = self._with_retries(f"{method} {what}", attempt, diagnose) if retry else attempt()
-        if response.status_code in ok:
-            return response
-        raise self._status_error(response, method, what, scope_list)
+        return response, (seen[0] if seen else None)
+
+    def _first(self, method: str, path: str, scope_list: list[str], what: str, ok: Sequence[int], retry: bool,
+               diagnose: Callable[[], None] | None, kwargs: dict) -> requests.Response:
+        """The registry's first request is also its ``/v2/`` check (one request and one round trip less per run):
+        it finds the scheme (an insecure registry is asked over plain HTTP first) and the auth, and its failure to
+        reach the registry, or a refusal of the credentials, becomes the one error every later request gets."""
+        if self._ping_error is not None:
+            raise self._ping_error
+        candidates = [f"http://{self.host}", f"https://{self.host}"] if self.insecure else [f"https://{self.host}"]
+        for base in candidates:
+            last = base == candidates[-1]
+            self._trying = base  # the scheme the first request tries (a token realm's check needs it)
+            try:
+                response, challenge = self._send(method, base + path, scope_list, what, retry, diagnose, kwargs)
+            except (ConnectError, TransientError, TLSError) as exc:
+                if not last:
+                    continue  # an insecure registry that does not speak plain HTTP: HTTPS next
+                self._ping_error = exc
+                raise
+            except AuthError as exc:  # the token service refused the credentials: the registry's, not this request's
+                self._ping_error = exc
+                raise
+            if "Docker-Distribution-Api-Version" not in response.headers and challenge is None \
+                    and "WWW-Authenticate" not in response.headers and not self._registry_at(base):
+                response.close()
+                if not last:
+                    continue  # not a registry over plain HTTP: try HTTPS
+                self._ping_error = ProtocolError(
+                    f"the {self.label} does not answer as a container registry does (GET /v2/ at {base})",
+                    f"check {self.prefix}_REGISTRY")
+                raise self._ping_error
+            self._base_url = base
+            self._challenge = challenge or parse_challenge(response.headers.get("WWW-Authenticate"))
+            self.product = products.identify(self._challenge)
+            if response.status_code in ok:
+                return response
+            error = self._status_error(response, method, what, scope_list)
+            if response.status_code == 401 and error.message == self._need_login(what).message:
+                # the credentials themselves (or their absence): said once, for the whole registry
+                self._ping_error = self._refused(401) if self.credentials else AuthError(
+                    f"the {self.label} requires a login", f"set {self.prefix}_USERNAME and {self.prefix}_PASSWORD",
+                    status=401)
+                raise self._ping_error
+            raise error
+        raise AssertionError("unreachable")
 
     def _need_login(self, what: str) -> AuthError:
         if self.credentials:

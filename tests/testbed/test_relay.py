@@ -21,7 +21,7 @@ from typing import Callable, Iterator, TypeVar
 import pytest
 import requests
 
-from testbed.relay import LatencyRelay, Link
+from testbed.relay import DOWN, UP, LatencyRelay, Link, Timeline
 
 DELAY_MS = 25
 MB = 1_000_000
@@ -227,9 +227,87 @@ def test_relays_on_one_link_share_its_bandwidth(servers, relay):
     assert 0.85 <= elapsed <= 2.0, f"4 MB over a shared 4 MB/s link took {elapsed:.2f} s"
 
 
-def test_a_link_needs_a_positive_rate():
+def test_a_full_duplex_link_gives_each_direction_its_own_budget(servers, relay):
+    """The same 2 MB down and 2 MB up at once at 4 MB/s: full duplex takes 0.5 s, half duplex 1 s."""
+    data = pattern(2 * MB)
+    took = {}
+    for duplex in ("full", "half"):
+        link = Link(4 * MB, duplex=duplex)
+        down = relay(servers["source"], 5, link=link).host
+        up = relay(servers["sink"], 5, link=link).host
+        results, took[duplex] = at_once([lambda: download(down, 2 * MB), lambda: upload(up, data)])
+        assert results == [data, hashlib.sha256(data).hexdigest()]
+        carried = link.carried_by_direction
+        assert carried[DOWN] >= 2 * MB and carried[UP] >= 2 * MB, carried
+        assert carried[DOWN] < 2.01 * MB and carried[UP] < 2.01 * MB, carried
+
+    # each direction alone at 4 MB/s: 0.5 s; full duplex runs them side by side, half duplex in turn
+    assert 0.4 <= took["full"] <= 0.8, f"full duplex: {took['full']:.2f} s"
+    assert 0.85 <= took["half"] <= 2.0, f"half duplex: {took['half']:.2f} s"
+    assert took["half"] >= 1.5 * took["full"], took
+
+
+def test_a_full_duplex_direction_is_shared_by_the_relays_on_the_link(servers, relay):
+    """Two downloads through two relays on one full-duplex link share its down budget."""
+    link = Link(4 * MB, duplex="full")
+    first = relay(servers["source"], 5, link=link).host
+    second = relay(servers["source"], 5, link=link).host
+
+    results, elapsed = at_once([lambda: download(first, 2 * MB), lambda: download(second, 2 * MB)])
+
+    assert results == [pattern(2 * MB)] * 2
+    assert link.carried_by_direction[UP] < 1000     # the two request lines
+    assert 0.85 <= elapsed <= 2.0, f"4 MB down a 4 MB/s full-duplex link took {elapsed:.2f} s"
+
+
+def test_a_link_needs_a_positive_rate_and_a_known_duplex():
     with pytest.raises(ValueError):
         Link(0)
+    with pytest.raises(ValueError):
+        Link(MB, duplex="simplex")
+    assert Link(MB).duplex == "half"
+
+
+# -- the timeline ------------------------------------------------------------------------
+
+def test_the_timeline_counts_each_direction_per_slice_at_the_cap(servers, relay):
+    """2 MB each way at once through a 4 MB/s full-duplex link: both directions busy at the cap
+    for half a second, every byte on the timeline, no slice above the cap (plus the burst)."""
+    link, timeline = Link(4 * MB, duplex="full"), Timeline(0.05)
+    down = relay(servers["source"], 5, link=link, timeline=timeline).host
+    up = relay(servers["sink"], 5, link=link, timeline=timeline).host
+    data = pattern(2 * MB)
+    timeline.reset()
+
+    at_once([lambda: download(down, 2 * MB), lambda: upload(up, data)])
+    time.sleep(0.1)
+    timeline.stop()
+    seen = timeline.snapshot()
+
+    assert seen["slice_seconds"] == 0.05 and len(seen[DOWN]) == len(seen[UP]) >= 10
+    assert sum(seen[DOWN]) == link.carried_by_direction[DOWN]
+    assert sum(seen[UP]) == link.carried_by_direction[UP]
+    per_slice = 4 * MB * 0.05
+    for direction in (DOWN, UP):
+        assert max(seen[direction]) <= per_slice * 1.5, (direction, seen[direction])
+        busy = [n for n in seen[direction] if n >= per_slice / 2]
+        assert 7 <= len(busy) <= 14, (direction, seen[direction])     # about 0.5 s of 50 ms slices
+    assert seen[DOWN][-1] == seen[UP][-1] == 0                        # the 0.1 s after the end
+
+
+def test_the_timeline_counts_an_uncapped_relay_and_stops(servers, relay):
+    timeline = Timeline()
+    host = relay(servers["source"], 0, timeline=timeline).host
+    timeline.reset()
+    assert download(host, 300_000) == pattern(300_000)
+    time.sleep(0.05)        # the last write is counted after the client read it
+    timeline.stop()
+    assert sum(timeline.snapshot()[DOWN]) == 300_000
+    assert sum(timeline.snapshot()[UP]) == len(b"300000\n")
+    download(host, 1000)    # after stop: not counted
+    assert sum(timeline.snapshot()[DOWN]) == 300_000
+    timeline.reset()
+    assert timeline.snapshot()[DOWN] in ([0], [0, 0])
 
 
 # -- many connections ----------------------------------------------------------------------

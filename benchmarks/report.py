@@ -596,6 +596,9 @@ class BenchReport:
         out += ["## Reproduce", "", "```sh",
                 "scripts/bootstrap && apt-get install -y docker.io   # docker.io is optional",
                 ".venv/bin/python -m benchmarks.bench --scale 1 --runs 3 --output docs/benchmarks.md",
+                "# a capped link (full and half duplex) and the 4 GB release too, beside the last release:",
+                ".venv/bin/python -m benchmarks.bench --runs 3 --wan-bandwidth 40 --baseline DIR "
+                "--scenarios cold,cold-multiarch,noop,incremental,memory,wan,big",
                 "```", ""]
         return "\n".join(out)
 

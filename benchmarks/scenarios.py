@@ -48,7 +48,7 @@ from typing import Sequence
 import yaml
 
 from benchmarks.measure import MB, log, megabytes
-from benchmarks.wan import DUPLEX, WAN_CAPPED_KINDS, WAN_DELAYS, WAN_KINDS, LatencyFloor, wan_label
+from benchmarks.wan import BOTH_DUPLEX, DUPLEX, WAN_CAPPED_KINDS, WAN_DELAYS, WAN_KINDS, LatencyFloor, wan_label
 from testbed.images import build_release, layout_refs
 from testbed.registry import Registry
 from testbed.skopeo import load_release
@@ -220,7 +220,7 @@ class ScenarioData:
 
     def __init__(self, workdir: Path, *, scale: float, noop_counts: tuple[int, int] = NOOP_COUNTS,
                  wan_delays: Sequence[float] = WAN_DELAYS, wan_bandwidth: float | None = None,
-                 wan_duplex: Sequence[str] = DUPLEX) -> None:
+                 wan_duplex: Sequence[str] = BOTH_DUPLEX) -> None:
         self.workdir = workdir
         self.scale = scale
         self.noop_counts = noop_counts

@@ -68,6 +68,8 @@ CHECK_CHAIN = 1
 COPY_CHAIN = 4
 #: The kinds of capped link (``--wan-duplex``): one budget shared by both directions, or one each way.
 DUPLEX = (HALF, FULL)
+#: ``--wan-duplex both`` (the default): a case each, full duplex first.
+BOTH_DUPLEX = (FULL, HALF)
 #: How often each byte moved is counted against one budget: down from the source and up to the
 #: target share it (half duplex), or go side by side on a budget each (full duplex).
 LINK_CROSSINGS = {HALF: 2, FULL: 1}
@@ -93,7 +95,7 @@ def wan_label(kind: str, delay_ms: float, bandwidth: float | None = None, duplex
 
 def parse_duplex(text: str) -> tuple[str, ...]:
     """``--wan-duplex``: ``"half"``, ``"full"`` or ``"both"`` (full, then half) -> the kinds of link."""
-    choices = {"half": (HALF,), "full": (FULL,), "both": (FULL, HALF)}
+    choices = {"half": (HALF,), "full": (FULL,), "both": BOTH_DUPLEX}
     if text not in choices:
         raise ValueError(f"half, full or both (got {text!r})")
     return choices[text]

@@ -276,16 +276,18 @@ def demo(c, report_dir="reports/demo", keep=False):
                   "runs": "runs per figure; the median is reported (default 3)",
                   "only": "comma-separated tools: floor,floor-relay,arcmirror,arcmirror-baseline,pull-push,"
                           "skopeo-copy,skopeo-sync,docker",
-                  "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory,wan (default all)",
+                  "scenarios": "comma-separated: cold,cold-multiarch,noop,incremental,memory,wan,big (default all "
+                               "but big: a 4 GB release, about 22 min a run)",
                   "output": "the Markdown report (default docs/benchmarks.md; '-' for none)",
                   "workdir": "keep layouts, registries and the engine here (default: a temporary folder)",
                   "noop-images": "image counts of the two no-op cases (default 16,64)",
                   "baseline": "another checkout of arcmirror (a git worktree of an older commit), timed as "
                               "arcmirror-baseline on the same data in the same run",
                   "wan-delays": "the wan scenario's one-way delays in ms, a case each (default 10,25)",
-                  "wan-bandwidth": "a bandwidth cap in MB/s shared by the wan scenario's relays (default none)"})
+                  "wan-bandwidth": "a bandwidth cap in MB/s shared by the wan scenario's relays (default none)",
+                  "wan-duplex": "the capped link's kind, a case each: full, half or both (default both)"})
 def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=None, noop_images=None,
-          baseline=None, wan_delays=None, wan_bandwidth=None):
+          baseline=None, wan_delays=None, wan_bandwidth=None, wan_duplex=None):
     """Time arcmirror against skopeo, docker and the target's floor on a synthetic Arc release.
 
     Real registries on loopback (and behind latency relays, in the wan scenario), the same data for
@@ -302,7 +304,8 @@ def bench(c, scale=1.0, runs=3, only=None, scenarios=None, output=None, workdir=
     argv = ["--scale", str(scale), "--runs", str(runs)]
     for flag, value in (("--only", only), ("--scenarios", scenarios), ("--output", output),
                         ("--workdir", workdir), ("--noop-images", noop_images), ("--baseline", baseline),
-                        ("--wan-delays", wan_delays), ("--wan-bandwidth", wan_bandwidth)):
+                        ("--wan-delays", wan_delays), ("--wan-bandwidth", wan_bandwidth),
+                        ("--wan-duplex", wan_duplex)):
         if value:
             argv += [flag, str(value)]
     if code := main(argv):

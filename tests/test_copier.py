@@ -10,6 +10,8 @@ stored, referrers through the OCI referrers API on both sides, a source that lie
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -101,6 +103,41 @@ def test_a_blob_shared_by_images_in_flight_moves_once_and_is_mounted_elsewhere()
     assert len([w for w in writes(target, "mount") if w[2] == digest]) == 5  # mounted into the others
     distinct = {d: len(data) for d, data in source.content.items()}  # every blob of the six images, once
     assert sum(r.bytes_sent for r in results) == sum(distinct.values())
+
+
+def test_once_a_repository_holds_a_shared_blob_the_others_mount_it_together():
+    # issue 20's tail at a capped link: the base layer's one upload ended, then 16 mounts went one after
+    # another, a round trip each; and the image after the first ``concurrency`` ones began only when one ended
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    shared = b"x" * (PROBE_MIN_SIZE * 2)
+    names = [f"img{n}" for n in range(8)]
+    for name in names:
+        image(source, f"src/{name}", [shared, name.encode()], tag="v1")
+    lock, live, most = threading.Lock(), [0], {"mount": 0, "blob": 0}
+
+    def slow(kind, repository, reference):
+        if kind in most and reference == sha256_digest(shared):
+            with lock:
+                live[0] += 1
+                most[kind] = max(most[kind], live[0])
+            time.sleep(0.1)
+            with lock:
+                live[0] -= 1
+
+    target.fail = slow
+    read = source.get_manifest
+    started: list[float] = []
+
+    def get_manifest(repository, reference):
+        started.append(time.monotonic())
+        return read(repository, reference)
+
+    source.get_manifest = get_manifest
+    results = copier(source, target, concurrency=4).copy_all([job(n) for n in names])
+    assert [r.status for r in results] == ["copied"] * 8
+    assert most["blob"] == 1  # sent once, the others waiting for it
+    assert most["mount"] == 4  # then mounted into the other repositories as many at once as bodies may stream
+    assert max(started) - min(started) < 0.1  # all eight images under way at once: twice the concurrency
 
 
 def test_layers_a_sibling_got_in_an_earlier_run_are_mounted_not_sent():

@@ -98,7 +98,8 @@ class BlobPlacer:
         self._sleep = sleep
         self._lock = threading.Lock()
         self.located: dict[str, set[str]] = {}
-        self.inflight: dict[str, Future] = {}
+        self.inflight: dict[str, Future] = {}  # a blob's first placement in the target, by digest
+        self.placing: dict[tuple[str, str], Future] = {}  # every placement under way, by digest and repository
         self.fresh: set[str] = set()
         self.streams = threading.BoundedSemaphore(1 << 16)  # blob bodies in flight at once (the copier sets it)
 
@@ -111,10 +112,16 @@ class BlobPlacer:
                 holders = self.located.setdefault(digest, set())
                 if repo in holders:
                     return "skipped"
-                waiting_for = self.inflight.get(digest)
+                # wait for the same blob going into the same repository (another tag of the image), and for its
+                # first placement anywhere (what it reads is not read twice); once one repository holds it, the
+                # others place it at once, each in its own round trips (16 mounts of a base layer together)
+                waiting_for = self.placing.get((digest, repo)) or (None if holders else self.inflight.get(digest))
                 if waiting_for is None:
                     mine: Future = Future()
-                    self.inflight[digest] = mine
+                    self.placing[(digest, repo)] = mine
+                    first = not holders and digest not in self.inflight
+                    if first:
+                        self.inflight[digest] = mine
             if waiting_for is None:
                 break
             try:
@@ -134,7 +141,9 @@ class BlobPlacer:
             raise
         finally:
             with self._lock:
-                self.inflight.pop(digest, None)
+                self.placing.pop((digest, repo), None)
+                if first:
+                    self.inflight.pop(digest, None)
 
     def forget(self, repository: str, digest: str) -> None:
         """Stop taking ``digest`` for present in ``repository`` (the registry said it is not there)."""

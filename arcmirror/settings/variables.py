@@ -150,8 +150,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MIRROR_IMAGE_SET", "image set file (default config/arc-data-services.yaml)", path),
     Variable("MIRROR_PLATFORMS", "copy only these platforms of multi-platform images, e.g. linux/amd64 "
              "(empty: every platform, the index unchanged)", platforms, option="platforms"),
-    Variable("MIRROR_CONCURRENCY", "images copied at once, and blob bodies streaming at once", whole(1, 64), "16",
-             option="concurrency"),
+    Variable("MIRROR_CONCURRENCY", "blob bodies streaming at once; twice as many images under way, so the "
+             "next is ready when one ends", whole(1, 64), "16", option="concurrency"),
     Variable("MIRROR_REPORT_DIR", "where JUnit and other reports go", path, "reports", option="report-dir"),
     Variable("MIRROR_ENV_FILE", "the .env file to read (default ./.env; a named file must exist)", path,
              option="env-file"),

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from arcmirror import cancel
-from arcmirror.copy.blobs import PROBE_MIN_SIZE
+from arcmirror.copy.blobs import PROBE_MIN_SIZE, SMALL_BODY
 from arcmirror.copy.copier import Copier, ImageJob
 from arcmirror.endpoints.memory import MemoryRegistry, MemoryRegistryWithReferrers
 from arcmirror.oci.digest import sha256_digest
@@ -136,8 +136,35 @@ def test_once_a_repository_holds_a_shared_blob_the_others_mount_it_together():
     results = copier(source, target, concurrency=4).copy_all([job(n) for n in names])
     assert [r.status for r in results] == ["copied"] * 8
     assert most["blob"] == 1  # sent once, the others waiting for it
-    assert most["mount"] == 4  # then mounted into the other repositories as many at once as bodies may stream
+    assert most["mount"] == 7  # then mounted into the seven other repositories at once (a small blob: no slot)
     assert max(started) - min(started) < 0.1  # all eight images under way at once: twice the concurrency
+
+
+def test_at_most_concurrency_large_bodies_stream_at_once_and_small_ones_never_wait_for_them():
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    names = [f"img{n}" for n in range(6)]
+    large = {name: (name.encode() * 2**19)[:3 * 2**19] for name in names}  # 1.5 MiB each
+    assert all(len(data) >= SMALL_BODY for data in large.values())
+    for name in names:
+        image(source, f"src/{name}", [large[name], b"small " + name.encode()], tag="v1")
+    large_digests = {sha256_digest(data) for data in large.values()}
+    lock, live, most = threading.Lock(), {True: 0, False: 0}, {True: 0, False: 0}
+
+    def slow(kind, repository, reference):
+        if kind == "blob":
+            big = reference in large_digests
+            with lock:
+                live[big] += 1
+                most[big] = max(most[big], live[big])
+            time.sleep(0.1 if big else 0.05)
+            with lock:
+                live[big] -= 1
+
+    target.fail = slow
+    results = copier(source, target, concurrency=2).copy_all([job(n) for n in names])
+    assert [r.status for r in results] == ["copied"] * 6
+    assert most[True] == 2  # the large layers: two bodies at a time
+    assert most[False] > 2  # configs and small layers: not held behind them
 
 
 def test_layers_a_sibling_got_in_an_earlier_run_are_mounted_not_sent():
@@ -152,13 +179,53 @@ def test_layers_a_sibling_got_in_an_earlier_run_are_mounted_not_sent():
     assert sha256_digest(big) not in [w[2] for w in writes(target, "blob")]
 
 
-def test_a_rerun_writes_nothing_and_reads_no_manifest():
-    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+class MeteredRegistry(MemoryRegistry):
+    """A source that counts manifest reads against a pull limit, as Docker Hub does."""
+
+    def meters_manifest_reads(self) -> bool:
+        return True
+
+
+def _timed(registry, name: str, spans: dict, pause: float = 0.1):
+    """Wrap ``registry.name`` so that each call sleeps ``pause`` and records its (start, end)."""
+    inner = getattr(registry, name)
+
+    def call(*args):
+        start = time.monotonic()
+        time.sleep(pause)
+        try:
+            return inner(*args)
+        finally:
+            spans.setdefault(name, []).append((start, time.monotonic()))
+
+    setattr(registry, name, call)
+
+
+@pytest.mark.parametrize("kind, reads", [(MemoryRegistry, 1), (MeteredRegistry, 0)])
+def test_a_rerun_writes_nothing_and_reads_a_manifest_only_where_reads_are_free(kind, reads):
+    source, target = kind("source"), MemoryRegistry("target")
     image(source, "src/a", [b"one", b"two"], tag="v1")
     copier(source, target).copy_all([job("a")])
     target.log.clear()
+    spans: dict = {}
+    _timed(source, "get_manifest", spans, 0)
     [again] = copier(source, target).copy_all([job("a")])
     assert again.status == "up-to-date" and target.log == []
+    assert len(spans.get("get_manifest", [])) == reads  # Docker Hub: a HEAD, which counts no pull
+
+
+@pytest.mark.parametrize("kind, together", [(MemoryRegistry, True), (MeteredRegistry, False)])
+def test_the_target_s_tag_and_the_source_s_manifest_are_asked_at_once(kind, together):
+    # one round trip where there were two, on every image's path (cold, next month, a no-op)
+    source, target = kind("source"), MemoryRegistry("target")
+    image(source, "src/a", [b"one", b"two"], tag="v1")
+    spans: dict = {}
+    _timed(target, "resolve", spans)
+    _timed(source, "get_manifest", spans)
+    [result] = copier(source, target).copy_all([job("a")])
+    assert result.status == "copied"
+    (tag_start, tag_end), (read_start, read_end) = spans["resolve"][0], spans["get_manifest"][0]
+    assert (read_start < tag_end and tag_start < read_end) == together
 
 
 def test_one_failing_image_never_stops_the_others_and_is_not_tagged():

@@ -134,3 +134,19 @@ def test_shards_cover_every_image_once_balanced_by_bytes():
         assert all(p.shard == f"{k}/{count}" for k, p in enumerate(parts, 1))
     two = [sum(i.bytes - i.bytes_in_target for i in shard_plan(plan, k, 2).images) for k in (1, 2)]
     assert abs(two[0] - two[1]) <= 100
+
+
+@pytest.mark.parametrize("host, product, metered", [
+    ("docker.io", None, True), ("registry-1.docker.io", None, True), ("index.docker.io", None, True),
+    ("mirror.example:5000", "Docker Hub", True),  # a challenge naming Docker Hub's token service
+    ("mcr.microsoft.com", None, False), ("registry.example", "Harbor", False),
+])
+def test_only_docker_hub_has_its_manifest_reads_counted(host, product, metered):
+    # docs.docker.com/docker-hub/usage/pulls: a GET of /v2/*/manifests/* is a pull, a HEAD is not
+    from arcmirror.endpoints.registry import RegistryEndpoint
+    from arcmirror.registry.client import RegistryClient
+
+    client = RegistryClient(host, insecure=False, label="source registry", prefix="SOURCE_DOCKER",
+                            retry=RetryPolicy(attempts=1), timeout=(1.0, 1.0))
+    client.product = product
+    assert RegistryEndpoint(client).meters_manifest_reads() is metered

@@ -9,6 +9,7 @@ then skip or mount it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import Future
 from typing import Callable, Iterator, Sequence
@@ -23,6 +24,9 @@ from ..registry.retry import RetryPolicy
 #: A dry run looks for blobs at least this big in sibling repositories of the target (for its estimate).
 PROBE_MIN_SIZE = 32 * 1024
 PROBE_NEIGHBOURS = 2
+#: A blob smaller than this takes no body slot (``streams``): its upload is two round trips, not bandwidth, and
+#: 17 configs of next month's release waiting behind 16 slots were a round trip of their own at 25 ms
+SMALL_BODY = 1024 * 1024
 
 
 class VerifyingBody:
@@ -101,7 +105,7 @@ class BlobPlacer:
         self.inflight: dict[str, Future] = {}  # a blob's first placement in the target, by digest
         self.placing: dict[tuple[str, str], Future] = {}  # every placement under way, by digest and repository
         self.fresh: set[str] = set()
-        self.streams = threading.BoundedSemaphore(1 << 16)  # blob bodies in flight at once (the copier sets it)
+        self.streams = threading.BoundedSemaphore(1 << 16)  # blob bodies (not small) in flight at once, set by the copier
 
     def ensure(self, job, digest: str, size: int) -> str:
         """Make ``digest`` present in the target repository; returns "skipped", "mounted" or "copied"."""
@@ -181,7 +185,7 @@ class BlobPlacer:
                 lambda n: self._on_sent(job, n),
             )
             try:
-                with self.streams:
+                with self.streams if size >= SMALL_BODY else contextlib.nullcontext():
                     if mount_from is not None and isinstance(self.target, CrossRepositoryMount):
                         return self.target.mount_or_put_blob(job.target_repo, digest, size, body, mount_from)
                     self.target.put_blob(job.target_repo, digest, size, body)

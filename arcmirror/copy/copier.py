@@ -13,10 +13,10 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from .. import cancel
-from ..endpoints.base import IndexesSubjects, Source, Target
+from ..endpoints.base import IndexesSubjects, MetersManifestReads, Source, Target
 from ..oci.digest import is_digest
 from ..oci.errors import (
     Cancelled,
@@ -42,6 +42,8 @@ from ..registry.retry import RetryPolicy
 from .blobs import BlobPlacer
 from .referrers import find as find_referrers
 from .referrers import has_referrers_api
+
+T = TypeVar("T")
 
 #: How deep a manifest tree may go (an index, a nested index, an image, its referrers).
 MAX_DEPTH = 4
@@ -211,25 +213,33 @@ class Copier:
     def _copy_image(self, job: ImageJob, result: ImageResult) -> None:
         source_ref = f"{job.source_repo}{'@' if is_digest(job.source_ref) else ':'}{job.source_ref}"
         tags = self._prefetch_tags(job)  # the referrer check's tag list, read while the rest goes on
-        current = self.target.resolve(job.target_repo, job.target_tag)
         manifest: Manifest | None = None
         if is_digest(job.source_ref):
+            current = self.target.resolve(job.target_repo, job.target_tag)
             digest = job.source_ref
-        elif current is None:
-            # nothing under that tag in the target: read the source manifest by tag at once (one request
-            # where HEAD, then GET, would be two); its digest is its own sha256, pinned from here on
+        elif not (isinstance(self.source, MetersManifestReads) and self.source.meters_manifest_reads()):
+            # the target's tag and the source's manifest asked at once (one round trip, not two): the
+            # manifest read by tag (GET) whatever the target holds, one request as a HEAD would be; its
+            # digest is its own sha256, pinned from here on
+            target_tag = self._ahead(self.target.resolve, job.target_repo, job.target_tag)
             manifest = self._source_manifest(job, source_ref)
             digest = manifest.digest
+            current = target_tag.result()
         else:
-            digest = self.source.resolve(job.source_repo, job.source_ref)  # HEAD: a no-op reads no manifest
-            if digest is None:
-                raise self._not_found(job, source_ref)
+            current = self.target.resolve(job.target_repo, job.target_tag)
+            if current is None:  # nothing under that tag in the target: the manifest is read at once
+                manifest = self._source_manifest(job, source_ref)
+                digest = manifest.digest
+            else:  # HEAD: a no-op reads no manifest, so counts no pull
+                digest = self.source.resolve(job.source_repo, job.source_ref)
+                if digest is None:
+                    raise self._not_found(job, source_ref)
         result.source_digest = digest
         if current == digest and not self.platforms and not (self.repair or job.repair):
             # the tag is in place, and a registry takes a manifest only when everything it references is
             # there: the image is complete (a lost blob is what --repair and verify are for)
             if self.admit is not None:
-                self._admit(job, result, self.source.get_manifest(job.source_repo, digest), None)
+                self._admit(job, result, manifest or self.source.get_manifest(job.source_repo, digest), None)
             result.status, result.digest = "up-to-date", digest
             if self.referrers:
                 self._copy_referrers(job, result, lambda: self._tree_digests(job, digest), digest, tags)
@@ -365,6 +375,17 @@ class Copier:
                     self._blobs.forget(job.target_repo, digest)
                     self._blobs.ensure(job, digest, size)
         self.target.put_manifest(job.target_repo, reference, manifest)
+
+    def _ahead(self, read: Callable[..., T], *args) -> Future:
+        """``read(*args)`` on the blob pool while this thread goes on (at once, here, when there is no pool)."""
+        if self._blob_pool is not None:
+            return self._blob_pool.submit(read, *args)
+        done: Future = Future()
+        try:
+            done.set_result(read(*args))
+        except BaseException as exc:  # noqa: BLE001 - raised where the result is asked for, as a pool's is
+            done.set_exception(exc)
+        return done
 
     def _prefetch_tags(self, job: ImageJob) -> Future | None:
         """Start reading the source repository's tag list (the referrers tag schema, cosign's tags) now, in

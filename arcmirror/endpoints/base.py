@@ -3,7 +3,8 @@
 Every source offers :class:`Source`, every target :class:`Target`. What only some can do is a small
 protocol of its own, checked with ``isinstance`` (as regclient's ``scheme`` does):
 :class:`ReferrersAPI` (a source that may list referrers through the OCI referrers API),
-:class:`IndexesSubjects` (a target that lists referrers itself, so no tag-schema index is written)
+:class:`IndexesSubjects` (a target that lists referrers itself, so no tag-schema index is written),
+:class:`MetersManifestReads` (a source whose manifest reads count against a pull limit)
 and :class:`CrossRepositoryMount` (a target that links a blob it holds in another repository).
 """
 
@@ -69,6 +70,14 @@ class IndexesSubjects(Protocol):
     def keeps_referrers(self, repository: str, subject: str) -> bool:
         """Whether the target lists the referrers of ``subject`` (a manifest it holds) through its API, so that
         no tag-schema index is to be written."""
+
+
+@runtime_checkable
+class MetersManifestReads(Protocol):
+    """A source that may count a manifest GET against a pull limit, and a HEAD not (Docker Hub)."""
+
+    def meters_manifest_reads(self) -> bool:
+        """True when a manifest is to be HEADed first, and read (GET) only when it is to be copied."""
 
 
 @runtime_checkable

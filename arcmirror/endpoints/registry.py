@@ -11,6 +11,7 @@ import urllib3
 from .. import cancel
 from ..oci.digest import CHUNK
 from ..oci.manifest import Manifest
+from ..oci.reference import DOCKER_HUB_ALIASES
 from ..registry.client import RegistryClient
 from ..registry.errors import TransientError, short_reason
 
@@ -34,6 +35,12 @@ class RegistryEndpoint:
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         return self.client.get_manifest(repository, reference)
+
+    def meters_manifest_reads(self) -> bool:
+        """Docker Hub: "a pull is defined as ... a GET request to the registry URL path /v2/*/manifests/*";
+        "HEAD requests aren't counted" (docs.docker.com/docker-hub/usage/pulls); regclient's regsync HEADs first
+        for it. Known from the host too: the choice is made before the registry has answered anything."""
+        return self.client.product == "Docker Hub" or self.client.host in DOCKER_HUB_ALIASES.values()
 
     def iter_blob(self, repository: str, digest: str, size: int) -> Iterator[bytes]:
         """Stream a blob; a connection dropped mid-way is resumed with ``Range`` from where it stopped.

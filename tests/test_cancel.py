@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from helpers import BIG_NAMES as NAMES
 from helpers import BIG_TAG as TAG
-from helpers import ROOT, invoke, registry_env, start_invoke, wait_for
+from helpers import ROOT, invoke, registry_env, start_invoke, wait_for, walk
 
 #: How long a cancelled run may take to stop (it measures well under one second here).
 STOP_WITHIN = 5.0
@@ -48,9 +48,12 @@ def test_mirror_stops_within_seconds_with_reports_and_the_rerun_completes(big, f
                                                                           signum, code):
     proxy = fault_proxy(big.registry)
     proxy.trickle("GET", r"/arc-sqlmi/blobs/", 600_000, times=None)  # the second image takes ~10 s
-    proxy.stall("GET", r"/arc-bootstrapper/blobs/", 120, after_bytes=100_000, times=None)  # never gets anywhere
+    own = set(walk(big.registry, "arcdata/arc-bootstrapper", TAG)[0]) - set(
+        walk(big.registry, "arcdata/arc-controller", TAG)[0])  # not the base layer the others share
+    for digest in own:  # never gets anywhere
+        proxy.stall("GET", rf"/arc-bootstrapper/blobs/{digest}", 120, after_bytes=100_000, times=None)
     target = new_registry(auth="basic")
-    env = _env(proxy.host, target, MIRROR_CONCURRENCY="2")
+    env = _env(proxy.host, target, MIRROR_CONCURRENCY="4")  # all three under way, a body slot each
     process = start_invoke(["mirror"], env, tmp_path / "first")
     wait_for(lambda: target.manifest_digest("mirror/arc-controller", TAG) is not None, timeout=30)
     wait_for(lambda: any("/arc-sqlmi/blobs/" in r.path and r.bytes_out > 200_000 for r in proxy.requests))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from benchmarks.measure import MB, Measurement, Row, log, process_cpu, registry_pid, stored_bytes
-from benchmarks.report import BenchReport, code_version, machine_info
+from benchmarks.report import BenchReport, code_version, machine_info, timelines_folder
 from benchmarks.scenarios import (BIG_BANDWIDTH, BIG_DELAY_MS, DEFAULT_SCENARIOS, NOOP_COUNTS, NOT_MEASURED, REPO,
                                   ROOT, SCENARIOS, Case, ScenarioData, clone_storage)
 from benchmarks.tools import OPTIONAL_TOOLS, TOOLS, FloorTool, RunContext, Tool, ToolError, invoke_tasks, make_tools
@@ -279,17 +279,18 @@ def run_benchmark(
         bench.close()
         if temporary and not keep:
             shutil.rmtree(work, ignore_errors=True)
+    timelines = timelines_folder(Path(output)) if output is not None else "timelines"
     report = BenchReport(
         scale=scale, runs=runs, rows=bench.rows, cases=bench.case_info, machine=machine,
         started=started_at, elapsed=time.monotonic() - started,
         command=command or f"python -m benchmarks.bench --scale {scale:g} --runs {runs}",
-        notes=bench.notes, noop_counts=(few, many),
+        notes=bench.notes, noop_counts=(few, many), timelines_dir=timelines,
     )
     if output is not None:
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.markdown())
-        report.write_timelines(path.parent / "timelines")
+        report.write_timelines(path.parent / timelines)
     return report
 
 

@@ -56,6 +56,13 @@ def _version(command: Sequence[str]) -> str:
     return text[0].strip() if text else "unknown"
 
 
+def timelines_folder(output: Path) -> str:
+    """The timelines' folder of the report ``output``, relative to it: ``timelines`` for the default
+    ``benchmarks.md``, ``timelines/<stem>`` for another report (``benchmarks-big.md``), so that writing
+    one report's timelines never removes another's."""
+    return "timelines" if output.name == "benchmarks.md" else f"timelines/{output.stem}"
+
+
 @dataclass
 class BenchReport:
     scale: float
@@ -68,6 +75,8 @@ class BenchReport:
     command: str
     notes: list[str] = field(default_factory=list)
     noop_counts: tuple[int, int] = NOOP_COUNTS
+    #: where :meth:`write_timelines` goes, relative to the report (see :func:`timelines_folder`)
+    timelines_dir: str = "timelines"
 
     @property
     def ok(self) -> bool:
@@ -510,8 +519,8 @@ class BenchReport:
                sparklines,
                "```",
                ""] if sparklines else []),
-            "Every run's timeline (both directions, every tool, 50 ms slices) is in `timelines/` beside this "
-            "file, one JSON file per case, to compare before and after a change.",
+            f"Every run's timeline (both directions, every tool, 50 ms slices) is in `{self.timelines_dir}/` "
+            "beside this file, one JSON file per case, to compare before and after a change.",
             "",
         ]
 

@@ -90,12 +90,18 @@ def test_children_first_and_the_tag_last():
     assert result.manifests_pushed == 3 and result.tree == [top.digest, amd64.digest, arm64.digest]
 
 
-def test_a_blob_shared_by_images_in_flight_moves_once_and_is_mounted_elsewhere():
+def images_sharing_a_blob(count: int) -> tuple[MemoryRegistry, MemoryRegistry, bytes, list[str]]:
+    """A source of ``count`` images ``src/imgN:v1``, each a shared blob and one of its own; an empty target."""
     source, target = MemoryRegistry("source"), MemoryRegistry("target")
     shared = b"x" * (PROBE_MIN_SIZE * 2)
-    names = [f"img{n}" for n in range(6)]
+    names = [f"img{n}" for n in range(count)]
     for name in names:
         image(source, f"src/{name}", [shared, name.encode()], tag="v1")
+    return source, target, shared, names
+
+
+def test_a_blob_shared_by_images_in_flight_moves_once_and_is_mounted_elsewhere():
+    source, target, shared, names = images_sharing_a_blob(6)
     results = copier(source, target, concurrency=6).copy_all([job(n) for n in names])
     assert [r.status for r in results] == ["copied"] * 6
     digest = sha256_digest(shared)
@@ -108,11 +114,7 @@ def test_a_blob_shared_by_images_in_flight_moves_once_and_is_mounted_elsewhere()
 def test_once_a_repository_holds_a_shared_blob_the_others_mount_it_together():
     # issue 20's tail at a capped link: the base layer's one upload ended, then 16 mounts went one after
     # another, a round trip each; and the image after the first ``concurrency`` ones began only when one ended
-    source, target = MemoryRegistry("source"), MemoryRegistry("target")
-    shared = b"x" * (PROBE_MIN_SIZE * 2)
-    names = [f"img{n}" for n in range(8)]
-    for name in names:
-        image(source, f"src/{name}", [shared, name.encode()], tag="v1")
+    source, target, shared, names = images_sharing_a_blob(8)
     lock, live, most = threading.Lock(), [0], {"mount": 0, "blob": 0}
 
     def slow(kind, repository, reference):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from benchmarks.bench import DEFAULT_SCENARIOS, SCENARIOS, TOOLS, main, run_benchmark
 from benchmarks.measure import MB, LinkTimeline, gnu_time, run_measured
+from benchmarks.report import timelines_folder
 from benchmarks.scenarios import clone_storage
 from benchmarks.wan import WAN_KINDS, LatencyFloor, parse_duplex, wan_label
 from testbed import dockerd
@@ -130,10 +132,13 @@ def test_wan_runs_through_relays_that_count_each_runs_requests(tmp_path, testbed
                                                 "WAN D = 5 ms, 200 MB/s half duplex: cold ≤ 1.1× floor"]
     assert all(met is not None for _, _, met in wan_goals[6:])
 
-    # Every run's timeline, a JSON file per WAN case, beside the report.
-    files = sorted(p.name for p in (tmp_path / "timelines").iterdir())
+    # Every run's timeline, a JSON file per WAN case, beside the report: timelines/wan/ for wan.md (only
+    # docs/benchmarks.md has timelines/ itself), so another report's files are never removed
+    folder = tmp_path / "timelines" / "wan"
+    assert "`timelines/wan/` beside this file" in text
+    files = sorted(p.name for p in folder.iterdir())
     assert files == sorted(f"{label.replace('/', '_')}.json" for label in labels)
-    saved = json.loads((tmp_path / "timelines" / "wan-cold@5ms_200MBps-full.json").read_text())
+    saved = json.loads((folder / "wan-cold@5ms_200MBps-full.json").read_text())
     assert saved["duplex"] == "full" and saved["cap_bytes_per_second"] == 200e6
     run = saved["tools"]["arcmirror"][0]
     assert run["down"] == report.row(capped["full"], "arcmirror").good[0].timeline.down
@@ -285,3 +290,11 @@ def test_a_source_tree_without_git_records_an_unknown_commit(tmp_path, monkeypat
     else:
         monkeypatch.setattr(report, "ROOT", tmp_path)  # an unpacked archive: no .git
     assert report.code_version() == "unknown"
+
+
+
+def test_each_report_keeps_its_own_timelines():
+    # the big run's report once removed the default run's timelines (one folder, its *.json removed first)
+    assert timelines_folder(Path("docs/benchmarks.md")) == "timelines"
+    assert timelines_folder(Path("docs/benchmarks-big.md")) == "timelines/benchmarks-big"
+    assert timelines_folder(Path("/tmp/big.md")) == "timelines/big"

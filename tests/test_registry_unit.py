@@ -150,3 +150,34 @@ def test_only_docker_hub_has_its_manifest_reads_counted(host, product, metered):
                             retry=RetryPolicy(attempts=1), timeout=(1.0, 1.0))
     client.product = product
     assert RegistryEndpoint(client).meters_manifest_reads() is metered
+
+
+def test_the_first_mount_from_a_repository_is_asked_alone():
+    # Harbor refuses a mount from a repository it will not read (401); 16 mounts of a base layer asked at once
+    # met that refusal 16 times, where the first answer should decide for the others
+    import threading
+    import time
+
+    from arcmirror.registry.client import MountSources
+
+    sources, results, asked_at = MountSources(), [], []
+
+    def mount(n: int) -> None:
+        first = sources.ask("mirror/a")
+        asked_at.append((time.monotonic(), first))
+        if first:
+            time.sleep(0.2)
+            sources.refuse("mirror/a")
+            sources.answered("mirror/a")
+        results.append(sources.refused("mirror/a"))
+
+    threads = [threading.Thread(target=mount, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert [first for _, first in asked_at].count(True) == 1
+    start = next(t for t, first in asked_at if first)
+    assert all(t >= start + 0.2 for t, first in asked_at if not first)  # the others waited for the answer
+    assert results == [True] * 8  # and none of them asks for the refused mount
+    assert sources.ask("mirror/b") and not sources.refused("mirror/b")  # each repository on its own

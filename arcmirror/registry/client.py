@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import urllib.parse
 from typing import Iterable, Iterator
 
@@ -180,7 +181,8 @@ class RegistryClient(RegistrySession):
         """
         scopes = [repository_scope(repository, "pull", "push")]
         params = {}
-        if mount and mount_from and mount_from not in self._mounts_refused:
+        first = mount and mount_from and self._mounts.ask(mount_from)
+        if mount and mount_from and not self._mounts.refused(mount_from):
             scopes.append(repository_scope(mount_from, "pull"))
             params = {"mount": mount, "from": mount_from}
         try:
@@ -193,8 +195,14 @@ class RegistryClient(RegistrySession):
         except HintedError:
             if not params:
                 raise
-            self._mounts_refused.add(mount_from)
+            self._mounts.refuse(mount_from)
+            if first:  # the others go straight to their uploads while this one starts its own
+                self._mounts.answered(mount_from)
+                first = False
             return self.start_upload(repository)
+        finally:
+            if first:
+                self._mounts.answered(mount_from)
         response.close()
         if response.status_code == 201 and params:
             return None
@@ -204,9 +212,8 @@ class RegistryClient(RegistrySession):
         return urllib.parse.urljoin(response.url, location)
 
     @functools.cached_property
-    def _mounts_refused(self) -> set[str]:
-        """Repositories this registry refused to mount blobs from, in this run."""
-        return set()
+    def _mounts(self) -> MountSources:
+        return MountSources()
 
     def _why_no_upload(self, repository: str) -> None:
         """The registry dropped an upload POST without an answer: ask it about the repository.
@@ -314,3 +321,37 @@ def _read_capped(response: requests.Response, cap: int, what: str) -> bytes:
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise TransientError(f"reading {what} failed: {short_reason(exc)}") from None
     return bytes(buf)
+
+
+class MountSources:
+    """The repositories a registry was asked to mount blobs from, in this run: the first mount from each is
+    asked alone and the others wait for its answer, so a refusal (Harbor's 401 for a repository it will not
+    read) is met once, not by every mount already under way; a refused one is not asked again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: dict[str, threading.Event] = {}
+        self._refused: set[str] = set()
+
+    def ask(self, source: str) -> bool:
+        """True for the first mount from ``source`` (its caller must call :meth:`answered`); later callers
+        wait here until that first one was answered."""
+        with self._lock:
+            event = self._asked.get(source)
+            if event is None:
+                self._asked[source] = threading.Event()
+                return True
+        event.wait()
+        return False
+
+    def answered(self, source: str) -> None:
+        self._asked[source].set()
+
+    def refuse(self, source: str) -> None:
+        with self._lock:
+            self._refused.add(source)
+
+    def refused(self, source: str) -> bool:
+        with self._lock:
+            return source in self._refused
+

@@ -171,6 +171,12 @@ class RegistryClient(RegistrySession):
         return Redirects(self._session, label=self.label, prefix=self.prefix, registry=self.host,
                          ca_bundle=self._ca_bundle, timeout=self.timeout)
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # made here, not on first use: the first mounts come from many threads at once, and
+        # functools.cached_property takes no lock on Python 3.12+
+        self._mounts = MountSources()
+
     def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
         """Start a blob upload, or mount ``mount`` from ``mount_from``. Returns the upload URL, or None if mounted.
 
@@ -196,13 +202,12 @@ class RegistryClient(RegistrySession):
             if not params:
                 raise
             self._mounts.refuse(mount_from)
-            if first:  # the others go straight to their uploads while this one starts its own
-                self._mounts.answered(mount_from)
-                first = False
-            return self.start_upload(repository)
+            response = None
         finally:
-            if first:
+            if first:  # whatever the answer, the mounts waiting for it go on (a refused one as an upload)
                 self._mounts.answered(mount_from)
+        if response is None:
+            return self.start_upload(repository)
         response.close()
         if response.status_code == 201 and params:
             return None
@@ -210,10 +215,6 @@ class RegistryClient(RegistrySession):
         if not location:
             raise ProtocolError(f"the {self.label} started an upload to {repository} without a Location")
         return urllib.parse.urljoin(response.url, location)
-
-    @functools.cached_property
-    def _mounts(self) -> MountSources:
-        return MountSources()
 
     def _why_no_upload(self, repository: str) -> None:
         """The registry dropped an upload POST without an answer: ask it about the repository.
@@ -354,4 +355,3 @@ class MountSources:
     def refused(self, source: str) -> bool:
         with self._lock:
             return source in self._refused
-
